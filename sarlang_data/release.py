@@ -1,0 +1,4 @@
+"""The authors' release layout -> sample records and a rejects report.
+
+(Interface stub; implementation in progress.)
+"""

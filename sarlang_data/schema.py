@@ -1,0 +1,190 @@
+"""Record types, names and grammar rules: the only owner of field names.
+
+Everything that names a field of a sample record, a task, a tier, a source or a split
+imports it from here, so the contract stays in one place and is versioned by
+``FORMAT_VERSION``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: Version of the on-disk format (shards, manifest, index). Readers refuse newer ones.
+FORMAT_VERSION = 1
+FORMAT_NAME = "sarlang-data"
+
+SOURCES = ("sardet100k", "spacenet6", "dfc2023", "oem_sar")
+SPLITS = ("train", "test")
+TIERS = ("vhr", "hr", "mr")
+TIER_RANGES = {"vhr": "GSD < 1 m", "hr": "1 m <= GSD < 5 m", "mr": "GSD >= 5 m"}
+CAPTION_KINDS = ("concise", "detailed")
+TASKS = (
+    "object_identification",
+    "object_classification",
+    "instance_counting",
+    "region_referring",
+    "object_positioning",
+    "others",
+)
+#: question_type values of the ``others`` task (fig36 of the paper).
+OTHERS_TYPES = ("shape", "direction", "land_cover", "pattern", "reasoning")
+SUBSETS = ("SARVQA1", "SARVQA2")
+#: how a label was obtained: from a column of the release, or inferred by us.
+LABEL_ORIGINS = ("label", "inferred")
+GSD_ORIGINS = ("table", "source-default")
+
+#: Nominal ground sampling distance per source, used when no --gsd-table is given.
+#: SpaceNet6 0.5 m and OEM-SAR 0.15-0.5 m are documented; DFC2023 is 0.5-2 m (we take 1 m);
+#: SARDet-100K spans 0.1-25 m over ten sub-datasets, so its default (3 m, the OGSOD and
+#: typical Sentinel/GF-3 ship chips) is a placeholder a gsd table should override.
+SOURCE_DEFAULT_GSD_M = {"sardet100k": 3.0, "spacenet6": 0.5, "dfc2023": 1.0, "oem_sar": 0.3}
+
+#: Image member extensions a shard may carry, by what they hold.
+IMAGE_EXTS = ("png", "jpg")
+JSON_EXT = "json"
+ORIGINAL_EXT = "tif.zst"
+
+KEY_RE = re.compile(r"^[a-z0-9_-]+$")
+SLUG_RE = re.compile(r"^[a-z0-9]+$")
+MAX_KEY_LEN = 80  # USTAR names are <= 100 bytes; the longest extension is ".tif.zst".
+UNLOCATED = "unlocated"
+
+
+def tier_for_gsd(gsd_m: float) -> str:
+    """Return the resolution tier of a ground sampling distance in metres.
+
+    Args:
+        gsd_m: ground sampling distance, metres per pixel (> 0).
+
+    Returns:
+        ``"vhr"`` below 1 m, ``"hr"`` from 1 m to below 5 m, ``"mr"`` from 5 m.
+
+    Raises:
+        ValueError: if ``gsd_m`` is not a positive finite number.
+    """
+    if not (gsd_m > 0 and gsd_m < float("inf")):
+        raise ValueError(f"gsd_m={gsd_m!r}: not a positive number of metres; fix the GSD table")
+    if gsd_m < 1.0:
+        return "vhr"
+    if gsd_m < 5.0:
+        return "hr"
+    return "mr"
+
+
+def slug(text: str) -> str:
+    """Turn a place name into a dot-free lowercase slug (``New York`` -> ``newyork``).
+
+    Args:
+        text: a city, region or country name as it appears in a file name.
+
+    Returns:
+        Lowercase ASCII letters and digits only; ``unlocated`` if nothing is left.
+    """
+    norm = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    out = re.sub(r"[^a-z0-9]", "", norm.lower())
+    return out or UNLOCATED
+
+
+def key_for_stem(stem: str) -> str:
+    """Map an image file stem of the release to a sample key.
+
+    Keys are lowercase, match ``[a-z0-9_-]+`` and contain no dot (WebDataset splits the key
+    from the extension at the first dot). Dots become ``p`` (``-12.4278`` -> ``-12p4278``),
+    any other character outside the grammar becomes ``-``.
+
+    Args:
+        stem: file name without its extension, e.g. ``SV_Darwin_-12.4278_130.8688``.
+
+    Returns:
+        The key, e.g. ``sv_darwin_-12p4278_130p8688``.
+
+    Raises:
+        ValueError: if the result is empty or longer than ``MAX_KEY_LEN``.
+    """
+    key = stem.lower().replace(".", "p")
+    key = re.sub(r"[^a-z0-9_-]", "-", key)
+    if not key or len(key) > MAX_KEY_LEN:
+        raise ValueError(
+            f"file stem {stem!r}: gives key {key!r}, which must be 1-{MAX_KEY_LEN} characters; "
+            "rename the image"
+        )
+    return key
+
+
+@dataclass(frozen=True)
+class Caption:
+    """One caption of an image."""
+
+    kind: str  # one of CAPTION_KINDS
+    text: str
+    kind_from: str  # one of LABEL_ORIGINS
+
+
+@dataclass(frozen=True)
+class QA:
+    """One question-answer pair of an image."""
+
+    task: str  # one of TASKS
+    question_type: str  # the task name, or an OTHERS_TYPES value for ``others``
+    question: str
+    answer: str
+    bbox_xywh: tuple[float, float, float, float] | None
+    task_from: str  # one of LABEL_ORIGINS
+    subset: str  # one of SUBSETS
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One SAR image with all its texts: the content of ``{key}.json`` in a shard.
+
+    Field order here is the order of keys in the JSON member (part of the format).
+    """
+
+    key: str
+    file_name: str
+    source: str
+    split: str
+    city: str
+    country: str | None
+    region: str | None
+    lat: float | None
+    lon: float | None
+    gsd_m: float
+    gsd_from: str
+    tier: str
+    width: int
+    height: int
+    image_sha256: str
+    captions: tuple[Caption, ...] = field(default_factory=tuple)
+    qa: tuple[QA, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the record as plain JSON-ready data (bbox as a list)."""
+        d = asdict(self)
+        d["captions"] = [dict(c) for c in d["captions"]]
+        d["qa"] = [
+            {**q, "bbox_xywh": list(q["bbox_xywh"]) if q["bbox_xywh"] is not None else None}
+            for q in d["qa"]
+        ]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Sample:
+        """Rebuild a record from :meth:`to_dict` output (or a decoded ``{key}.json``)."""
+        caps = tuple(Caption(**c) for c in d.get("captions", ()))
+        qas = tuple(
+            QA(**{**q, "bbox_xywh": tuple(q["bbox_xywh"]) if q.get("bbox_xywh") else None})
+            for q in d.get("qa", ())
+        )
+        fields = {k: d[k] for k in SAMPLE_FIELDS if k not in ("captions", "qa")}
+        return cls(**fields, captions=caps, qa=qas)
+
+
+SAMPLE_FIELDS = tuple(Sample.__dataclass_fields__)
+CAPTION_FIELDS = tuple(Caption.__dataclass_fields__)
+QA_FIELDS = tuple(QA.__dataclass_fields__)
+#: Sample fields that describe the image (everything but its texts).
+META_FIELDS = tuple(f for f in SAMPLE_FIELDS if f not in ("captions", "qa"))

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Set up everything the package, its tests and its benchmarks need, from nothing, on Debian
+# with Python 3.11: system packages, a venv in .venv with the project installed editable,
+# and a second venv (.venv-ds3) with datasets 3.6 for the loading_script.py test.
+# Idempotent: rerunning reuses what is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+
+# Debian packages used by the tests' real servers (nginx for HTTP with Range).
+if ! command -v nginx >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/pip install -q --upgrade pip
+# torch first and pinned: it takes the CPU wheel on disk; a bare `torch` would fetch a CUDA build.
+.venv/bin/pip install -q torch==2.13.0
+.venv/bin/pip install -q -e '.[test]'
+
+# datasets 3.x (what LLaMA-Factory pins) for the loading_script.py test.
+if [ ! -x .venv-ds3/bin/python ]; then
+  "$PY" -m venv .venv-ds3
+fi
+.venv-ds3/bin/pip install -q --upgrade pip
+.venv-ds3/bin/pip install -q 'datasets==3.6.0' numpy pillow zstandard pyarrow tqdm
+.venv-ds3/bin/pip install -q --no-deps -e .
+echo "setup done: .venv (project + test extras), .venv-ds3 (datasets 3.6)"
