@@ -1,0 +1,618 @@
+"""manifest.json and index.parquet: write, read, validate, select shards, verify, statistics.
+
+The manifest says what a dataset root holds (format version, build options, counts, every shard
+with its size, hash and rows per config); the index has one row per sample with where its
+members are, its metadata and its texts. Both are specified in ``docs/format.md``. Everything
+here reads through fsspec, so a root can be a local folder or any fsspec URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import posixpath
+import re
+import tarfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import schema
+from .errors import ManifestError, VerifyError, unknown_name
+
+MANIFEST_NAME = "manifest.json"
+INDEX_NAME = "index.parquet"
+REJECTS_NAME = "rejects.jsonl"
+#: shard paths a manifest may name: relative, under data/, no "..", a tar or a zstd tar
+SHARD_PATH_RE = re.compile(r"^data/(?:[a-z0-9_-]+/)*[a-z0-9_-]+\.tar(?:\.zst)?$")
+#: parquet writer options, pinned so the same rows always give the same bytes
+PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 9,
+    "use_dictionary": True,
+    "write_statistics": True,
+    "row_group_size": 16384,
+    "data_page_size": 1 << 20,
+    "version": "2.6",
+    "data_page_version": "1.0",
+    "store_schema": True,
+}
+
+_TOP_KEYS: dict[str, type] = {
+    "format": str,
+    "format_version": int,
+    "build": dict,
+    "counts": dict,
+    "configs": dict,
+    "shards": list,
+    "index": dict,
+    "rejects": dict,
+}
+_SHARD_KEYS: dict[str, type] = {
+    "path": str,
+    "split": str,
+    "tier": str,
+    "cities": list,
+    "sources": list,
+    "samples": int,
+    "bytes": int,
+    "sha256": str,
+    "configs": dict,
+}
+_COUNT_KEYS = ("samples", "captions", "qa", "rejects", "bytes")
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def join(root: str | Path, *parts: str) -> str:
+    """Join a root (local path or URL) and a relative path with ``/``."""
+    base = str(root)
+    return posixpath.join(base.rstrip("/") if base not in ("/", "") else base, *parts)
+
+
+def _fs(root: str | Path, storage_options: Mapping[str, Any] | None):
+    import fsspec
+
+    return fsspec.core.url_to_fs(str(root), **dict(storage_options or {}))
+
+
+# --------------------------------------------------------------------------- index.parquet
+
+
+def index_schema():
+    """Return the pyarrow schema of ``index.parquet`` (column order as in ``docs/format.md``)."""
+    import pyarrow as pa
+
+    s, i64, i32, f64 = pa.string(), pa.int64(), pa.int32(), pa.float64()
+    caption_t = pa.struct([(f, s) for f in schema.CAPTION_FIELDS])
+    qa_t = pa.struct(
+        [(f, pa.list_(f64) if f == "bbox_xywh" else s) for f in schema.QA_FIELDS]
+    )
+    cols = [
+        ("key", s), ("shard", s), ("offset", i64), ("size", i64),
+        ("json_offset", i64), ("json_size", i64), ("image_offset", i64), ("image_size", i64),
+        ("image_ext", s), ("tif_offset", i64), ("tif_size", i64),
+        ("split", s), ("tier", s), ("city", s), ("country", s), ("region", s), ("source", s),
+        ("file_name", s), ("gsd_m", f64), ("lat", f64), ("lon", f64),
+        ("width", i32), ("height", i32), ("image_sha256", s),
+    ]
+    cols += [(f"n_{k}", i32) for k in schema.CAPTION_KINDS]
+    cols += [(f"n_{t}", i32) for t in schema.TASKS]
+    cols += [("captions", pa.list_(caption_t)), ("qa", pa.list_(qa_t))]
+    return pa.schema(cols)
+
+
+def index_bytes(rows: Sequence[Mapping[str, Any]]) -> bytes:
+    """Serialise index rows (dicts with every column of :func:`index_schema`) as parquet bytes.
+
+    Args:
+        rows: one dict per sample, in shard order then tar order.
+
+    Returns:
+        The bytes of ``index.parquet``; the same rows always give the same bytes.
+
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sch = index_schema()
+    table = pa.Table.from_pydict({f.name: [r[f.name] for r in rows] for f in sch}, schema=sch)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, **PARQUET_OPTIONS)
+    return buf.getvalue()
+
+
+def read_index(
+    root: str | Path,
+    columns: Sequence[str] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+):
+    """Read ``index.parquet`` of a root as a pyarrow Table.
+
+    Args:
+        root: dataset root, a local path or an fsspec URL.
+        columns: columns to read (all when None).
+        storage_options: passed to fsspec.
+
+    Returns:
+        The index table.
+
+    Raises:
+        ManifestError: if the root has no index.
+
+    """
+    import pyarrow.parquet as pq
+
+    fs, base = _fs(root, storage_options)
+    path = join(base, INDEX_NAME)
+    try:
+        with fs.open(path, "rb") as f:
+            return pq.read_table(f, columns=list(columns) if columns else None)
+    except FileNotFoundError:
+        raise ManifestError(
+            f"root={str(root)!r}: no {INDEX_NAME}; the root is incomplete: rebuild it "
+            "(`sarlang-data build RELEASE --out ROOT`) or download it again"
+        ) from None
+
+
+# --------------------------------------------------------------------------- manifest.json
+
+
+def manifest_bytes(manifest: Mapping[str, Any]) -> bytes:
+    """Serialise a manifest as format.md says: ``indent=1``, sorted keys, newline at the end."""
+    return (json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def validate_manifest(manifest: Any, where: str = "manifest.json") -> dict:
+    """Check that a decoded manifest has the keys, types and version this reader understands.
+
+    Args:
+        manifest: the decoded JSON.
+        where: where it came from, for messages.
+
+    Returns:
+        The manifest, unchanged.
+
+    Raises:
+        ManifestError: naming the first key that is missing or wrong, or a newer format version.
+
+    """
+    fix = "rebuild the root (`sarlang-data build RELEASE --out ROOT`) or download it again"
+
+    def bad(what: str) -> ManifestError:
+        return ManifestError(f"{where}: {what}; the manifest is malformed: {fix}")
+
+    if not isinstance(manifest, dict):
+        raise bad(f"top level is a {type(manifest).__name__}, not an object")
+    if manifest.get("format") != schema.FORMAT_NAME:
+        raise bad(f"format={manifest.get('format')!r}, expected {schema.FORMAT_NAME!r}")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise bad(f"format_version={version!r} is not a positive integer")
+    if version > schema.FORMAT_VERSION:
+        raise ManifestError(
+            f"{where}: format_version={version} is newer than this sarlang-data reads "
+            f"({schema.FORMAT_VERSION}); upgrade: `pip install -U sarlang-data`"
+        )
+    for key, typ in _TOP_KEYS.items():
+        if not isinstance(manifest.get(key), typ):
+            raise bad(f"key {key!r} is missing or not a {typ.__name__}")
+    for key in _COUNT_KEYS:
+        if not isinstance(manifest["counts"].get(key), int):
+            raise bad(f"counts.{key} is missing or not an integer")
+    for key in ("path", "rows", "sha256"):
+        if key not in manifest["index"]:
+            raise bad(f"index.{key} is missing")
+    if manifest["index"]["path"] != INDEX_NAME:
+        raise bad(f"index.path={manifest['index']['path']!r}, expected {INDEX_NAME!r}")
+    seen = set()
+    for i, shard in enumerate(manifest["shards"]):
+        if not isinstance(shard, dict):
+            raise bad(f"shards[{i}] is not an object")
+        for key, typ in _SHARD_KEYS.items():
+            if not isinstance(shard.get(key), typ):
+                raise bad(f"shards[{i}].{key} is missing or not a {typ.__name__}")
+        if not SHARD_PATH_RE.match(shard["path"]) or ".." in shard["path"]:
+            raise bad(f"shards[{i}].path={shard['path']!r} is not a data/... shard path")
+        if shard["path"] in seen:
+            raise bad(f"shards[{i}].path={shard['path']!r} is listed twice")
+        seen.add(shard["path"])
+    return manifest
+
+
+def read_manifest(root: str | Path, storage_options: dict | None = None) -> dict:
+    """Read and validate ``manifest.json`` of a dataset root.
+
+    Args:
+        root: dataset root, a local path or an fsspec URL (``hf://datasets/ORG/NAME@main``,
+            ``s3://bucket/prefix``, ``https://host/path``).
+        storage_options: passed to fsspec (credentials, endpoint, ...).
+
+    Returns:
+        The manifest as a dict.
+
+    Raises:
+        ManifestError: if the root has no manifest, it is not valid JSON, it misses keys, or its
+            format version is newer than this package reads.
+
+    """
+    fs, base = _fs(root, storage_options)
+    path = join(base, MANIFEST_NAME)
+    try:
+        with fs.open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise ManifestError(
+            f"root={str(root)!r}: no {MANIFEST_NAME}, so it is not a (complete) sarlang-data "
+            "dataset root; build one with `sarlang-data build RELEASE --out ROOT` or fetch one "
+            "with `sarlang-data download --repo ORG/NAME --out ROOT`"
+        ) from None
+    try:
+        manifest = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ManifestError(
+            f"{join(root, MANIFEST_NAME)}: not valid JSON ({e}); rebuild the root or download it "
+            "again"
+        ) from None
+    return validate_manifest(manifest, join(root, MANIFEST_NAME))
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def _as_list(values: str | Iterable[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    if isinstance(values, str):
+        return [values]
+    return list(values)
+
+
+def select_shards(
+    manifest: Mapping[str, Any],
+    *,
+    splits: str | Iterable[str] | None = None,
+    tiers: str | Iterable[str] | None = None,
+    cities: str | Iterable[str] | None = None,
+    sources: str | Iterable[str] | None = None,
+) -> list[dict]:
+    """Return the shards of a manifest that can hold samples matching every filter given.
+
+    Filters are lists of names (a single string is one name); None keeps everything. Cities are
+    compared as slugs (``"New York"`` matches ``newyork``). A valid name with no shard in this
+    root simply selects nothing.
+
+    Args:
+        manifest: a manifest from :func:`read_manifest`.
+        splits: split names (``train``, ``test``).
+        tiers: resolution tiers (``vhr``, ``hr``, ``mr``).
+        cities: city slugs; valid names are the cities of this root.
+        sources: source names (``sardet100k``, ``spacenet6``, ``dfc2023``, ``oem_sar``).
+
+    Returns:
+        The matching shard entries, in manifest order.
+
+    Raises:
+        ConfigError: for a name that is not valid; the message lists the valid ones, closest
+            first.
+
+    """
+    shards = manifest["shards"]
+    root_cities = sorted({c for s in shards for c in s["cities"]})
+    wanted: dict[str, set[str] | None] = {}
+    for argument, kind, values, valid, norm in (
+        ("splits", "split", splits, schema.SPLITS, str.lower),
+        ("tiers", "tier", tiers, schema.TIERS, str.lower),
+        ("cities", "city", cities, root_cities, schema.slug),
+        ("sources", "source", sources, schema.SOURCES, str.lower),
+    ):
+        names = _as_list(values)
+        if names is None:
+            wanted[kind] = None
+            continue
+        chosen = set()
+        for name in names:
+            n = norm(str(name).strip())
+            if n not in valid:
+                raise unknown_name(kind, str(name), valid, argument)
+            chosen.add(n)
+        wanted[kind] = chosen
+
+    def keep(shard: Mapping[str, Any]) -> bool:
+        return (
+            (wanted["split"] is None or shard["split"] in wanted["split"])
+            and (wanted["tier"] is None or shard["tier"] in wanted["tier"])
+            and (wanted["city"] is None or bool(wanted["city"] & set(shard["cities"])))
+            and (wanted["source"] is None or bool(wanted["source"] & set(shard["sources"])))
+        )
+
+    return [dict(s) for s in shards if keep(s)]
+
+
+# --------------------------------------------------------------------------- verify
+
+
+class _HashingReader(io.RawIOBase):
+    """A read-only file that hashes and counts everything read from ``raw``."""
+
+    def __init__(self, raw) -> None:
+        self.raw = raw
+        self.sha = hashlib.sha256()
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:  # noqa: D102 - io protocol
+        data = self.raw.read(n)
+        self.sha.update(data)
+        self.count += len(data)
+        return data
+
+    def readinto(self, b) -> int:  # noqa: D102 - io protocol
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def drain(self) -> None:
+        """Read (and hash) whatever is left."""
+        while self.read(1 << 20):
+            pass
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    key, _, ext = posixpath.basename(name).partition(".")
+    return key, ext
+
+
+def _verify_shard(
+    fs, base: str, shard: Mapping[str, Any], rows: list[dict], check_images: bool
+) -> tuple[list[str], int, int]:
+    """Check one shard; return (problems, samples found, images hashed)."""
+    rel = shard["path"]
+    path = join(base, rel)
+    if not fs.exists(path):
+        return [f"{rel}: missing (expected {shard['bytes']} bytes, sha256 {shard['sha256']})"], 0, 0
+    size = fs.size(path)
+    if size != shard["bytes"]:
+        return [f"{rel}: size expected {shard['bytes']} bytes (manifest), found {size}"], 0, 0
+    problems: list[str] = []
+    by_key = {r["key"]: r for r in rows}
+    found: list[str] = []  # sample keys in tar order
+    members: dict[str, dict[str, tarfile.TarInfo]] = {}
+    images = 0
+    with fs.open(path, "rb") as raw:
+        hashed = _HashingReader(raw)
+        stream = hashed
+        dctx_reader = None
+        try:
+            if rel.endswith(".zst"):
+                import zstandard
+
+                dctx_reader = zstandard.ZstdDecompressor().stream_reader(hashed)
+                stream = dctx_reader
+            with tarfile.open(fileobj=stream, mode="r|") as tf:
+                for info in tf:
+                    key, ext = _split_name(info.name)
+                    if not found or found[-1] != key:
+                        found.append(key)
+                        members[key] = {}
+                    members[key][ext] = info
+                    row = by_key.get(key)
+                    if check_images and row is not None and ext == row["image_ext"]:
+                        data = tf.extractfile(info).read()
+                        images += 1
+                        got = hashlib.sha256(data).hexdigest()
+                        if got != row["image_sha256"]:
+                            problems.append(
+                                f"{rel}: image {info.name} sha256 expected {row['image_sha256']} "
+                                f"(index.parquet), found {got}"
+                            )
+            if dctx_reader is not None:
+                while dctx_reader.read(1 << 20):
+                    pass
+        except Exception as e:  # noqa: BLE001 - any decoding failure is a finding, not a crash
+            problems.append(
+                f"{rel}: unreadable after {hashed.count} bytes ({type(e).__name__}: {e})"
+            )
+        hashed.drain()
+    digest = hashed.sha.hexdigest()
+    if digest != shard["sha256"]:
+        problems.insert(0, f"{rel}: sha256 expected {shard['sha256']} (manifest), found {digest}")
+    if len(found) != shard["samples"]:
+        problems.append(
+            f"{rel}: samples expected {shard['samples']} (manifest), found {len(found)}"
+        )
+    expected_keys = [r["key"] for r in rows]
+    if found != expected_keys:
+        missing = [k for k in expected_keys if k not in members]
+        extra = [k for k in found if k not in by_key]
+        problems.append(
+            f"{rel}: sample keys differ from index.parquet (missing {missing[:5]}, "
+            f"unexpected {extra[:5]})"
+        )
+    for key in found:
+        row = by_key.get(key)
+        if row is None:
+            continue
+        got_members = members[key]
+        checks = [
+            ("offset", got_members.get("json") and got_members["json"].offset, row["offset"]),
+            ("json_offset", got_members.get("json") and got_members["json"].offset_data,
+             row["json_offset"]),
+            ("image_offset", got_members.get(row["image_ext"])
+             and got_members[row["image_ext"]].offset_data, row["image_offset"]),
+            ("image_size", got_members.get(row["image_ext"])
+             and got_members[row["image_ext"]].size, row["image_size"]),
+        ]
+        for name, got, want in checks:
+            if got != want:
+                problems.append(f"{rel}: {key} {name} expected {want} (index.parquet), found {got}")
+                break
+    return problems, len(found), images
+
+
+def verify(
+    root: str | Path, check_images: bool = True, storage_options: dict | None = None
+) -> dict:
+    """Check every shard and image of a root against its manifest and index.
+
+    Checks each shard's size, sha256 and sample count against ``manifest.json``; its sample keys
+    and member offsets against ``index.parquet``; with ``check_images`` every image member's
+    sha256 against the index; and the index's own sha256 and row count against the manifest.
+
+    Args:
+        root: dataset root, a local path or an fsspec URL.
+        check_images: also hash every image member.
+        storage_options: passed to fsspec.
+
+    Returns:
+        ``{"shards": n, "samples": n, "images": n}``: what was checked.
+
+    Raises:
+        ManifestError: if the manifest is missing or malformed.
+        VerifyError: naming each shard or key that differs, with expected and found values.
+
+    """
+    import pyarrow.parquet as pq
+
+    manifest = read_manifest(root, storage_options)
+    fs, base = _fs(root, storage_options)
+    problems: list[str] = []
+    rows_by_shard: dict[str, list[dict]] = {}
+    idx = manifest["index"]
+    idx_path = join(base, idx["path"])
+    if not fs.exists(idx_path):
+        problems.append(f"{idx['path']}: missing (expected sha256 {idx['sha256']})")
+    else:
+        data = fs.cat_file(idx_path)
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != idx["sha256"]:
+            problems.append(f"{idx['path']}: sha256 expected {idx['sha256']} (manifest), "
+                            f"found {digest}")
+        cols = ["key", "shard", "offset", "json_offset", "image_offset", "image_size",
+                "image_ext", "image_sha256"]
+        try:
+            table = pq.read_table(io.BytesIO(data), columns=cols)
+        except Exception as e:  # noqa: BLE001 - a corrupt index is a finding
+            problems.append(f"{idx['path']}: unreadable ({type(e).__name__}: {e})")
+        else:
+            if table.num_rows != idx["rows"]:
+                problems.append(f"{idx['path']}: rows expected {idx['rows']} (manifest), "
+                                f"found {table.num_rows}")
+            for row in table.to_pylist():
+                rows_by_shard.setdefault(row["shard"], []).append(row)
+    listed = {s["path"] for s in manifest["shards"]}
+    for shard_path in sorted(set(rows_by_shard) - listed):
+        problems.append(f"{idx['path']}: rows point at {shard_path}, which the manifest lacks")
+    samples = images = 0
+    for shard in manifest["shards"]:
+        found, n, k = _verify_shard(
+            fs, base, shard, rows_by_shard.get(shard["path"], []), check_images
+        )
+        problems += found
+        samples += n
+        images += k
+    if samples != manifest["counts"]["samples"] and not problems:
+        problems.append(f"counts.samples expected {manifest['counts']['samples']} (manifest), "
+                        f"found {samples} in the shards")
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise VerifyError(
+            f"root={str(root)!r}: {len(problems)} problem(s):\n  {shown}{more}\n"
+            "fix: download the named shards again, or rebuild the root with `sarlang-data build`"
+        )
+    return {"shards": len(manifest["shards"]), "samples": samples, "images": images}
+
+
+# --------------------------------------------------------------------------- stats
+
+_DIMENSIONS = ("split", "tier", "city", "source")
+
+
+def stats(root: str | Path, storage_options: dict | None = None) -> dict:
+    """Count samples, captions and QA pairs by split, tier, city, source, task and caption kind.
+
+    Reads ``index.parquet`` only; no shard is opened.
+
+    Args:
+        root: dataset root, a local path or an fsspec URL.
+        storage_options: passed to fsspec.
+
+    Returns:
+        ``{"samples", "captions", "qa", "by_split", "by_tier", "by_city", "by_source",
+        "tasks", "caption_kinds"}``: each ``by_*`` maps a value to
+        ``{"samples", "captions", "qa"}``; ``tasks`` and ``caption_kinds`` map a name to
+        ``{split: count}``.
+
+    """
+    kinds = [f"n_{k}" for k in schema.CAPTION_KINDS]
+    tasks = [f"n_{t}" for t in schema.TASKS]
+    table = read_index(root, columns=[*_DIMENSIONS, *kinds, *tasks],
+                       storage_options=storage_options)
+    cols = table.to_pydict()
+    n = table.num_rows
+    caps = [sum(cols[k][i] for k in kinds) for i in range(n)]
+    qas = [sum(cols[t][i] for t in tasks) for i in range(n)]
+    out: dict[str, Any] = {"samples": n, "captions": sum(caps), "qa": sum(qas)}
+    for dim in _DIMENSIONS:
+        groups: dict[str, dict[str, int]] = {}
+        for i, value in enumerate(cols[dim]):
+            g = groups.setdefault(value, {"samples": 0, "captions": 0, "qa": 0})
+            g["samples"] += 1
+            g["captions"] += caps[i]
+            g["qa"] += qas[i]
+        out[f"by_{dim}"] = dict(sorted(groups.items()))
+    for name, fields, labels in (
+        ("tasks", tasks, schema.TASKS),
+        ("caption_kinds", kinds, schema.CAPTION_KINDS),
+    ):
+        per: dict[str, dict[str, int]] = {}
+        for field, label in zip(fields, labels, strict=True):
+            per[label] = {split: 0 for split in schema.SPLITS}
+            for i, split in enumerate(cols["split"]):
+                per[label][split] = per[label].get(split, 0) + cols[field][i]
+        out[name] = per
+    return out
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [list(headers)] + [
+        [f"{v:,}" if isinstance(v, int) else str(v) for v in r] for r in rows
+    ]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in cells
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join("  " + line for line in lines)
+
+
+def format_stats(st: Mapping[str, Any]) -> str:
+    """Render :func:`stats` output as readable text tables.
+
+    Args:
+        st: the dict :func:`stats` returned.
+
+    Returns:
+        Multi-line text, one table per dimension.
+
+    """
+    parts = [f"{st['samples']:,} samples, {st['captions']:,} captions, {st['qa']:,} QA pairs"]
+    for dim in _DIMENSIONS:
+        groups = st[f"by_{dim}"]
+        rows = [(k, v["samples"], v["captions"], v["qa"]) for k, v in groups.items()]
+        parts.append(f"by {dim}\n" + _table((dim, "samples", "captions", "qa"), rows))
+    for name, label in (("tasks", "task"), ("caption_kinds", "caption kind")):
+        per = st[name]
+        splits = list(schema.SPLITS)
+        rows = [(k, *(v.get(s, 0) for s in splits), sum(v.values())) for k, v in per.items()]
+        parts.append(f"by {label}\n" + _table((label, *splits, "total"), rows))
+    return "\n\n".join(parts) + "\n"
