@@ -1,0 +1,49 @@
+"""The bundled preview in shards/ is exactly what the code builds from the seed."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from pathlib import Path
+
+from sarlang_data.configs import CONFIGS
+from sarlang_data.schema import SOURCES, TASKS, TIERS
+
+REPO = Path(__file__).resolve().parent.parent
+SHARDS = REPO / "shards"
+
+
+def _files(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("build_preview", REPO / "scripts/build_preview.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_preview_is_byte_identical_to_a_rebuild(tmp_path):
+    _load_script().build_preview(tmp_path / "rebuilt")
+    assert _files(tmp_path / "rebuilt") == _files(SHARDS)
+
+
+def test_preview_covers_the_catalogue_and_stays_small():
+    m = json.loads((SHARDS / "manifest.json").read_text())
+    total = sum(p.stat().st_size for p in SHARDS.rglob("*") if p.is_file())
+    assert total <= 6 * 10**6, total
+    assert 150 <= m["counts"]["samples"] <= 260
+    assert 2000 <= m["counts"]["captions"] + m["counts"]["qa"] <= 3200
+    shards = m["shards"]
+    assert {s["split"] for s in shards} == {"train", "test"}
+    assert {s["tier"] for s in shards} == set(TIERS)
+    assert set().union(*(s["sources"] for s in shards)) == set(SOURCES)
+    assert len(set().union(*(s["cities"] for s in shards))) >= 8
+    for name in CONFIGS:  # every config, hence every task and caption kind, has rows
+        assert sum(m["configs"][name].values()) > 0, name
+    assert set(TASKS) <= set(m["configs"])
