@@ -1,0 +1,87 @@
+"""Shared fixtures: a seeded synthetic release, a dataset root built from it, tar helpers.
+
+- ``synth_tiny``: the folder ``synth.generate(..., preset="tiny", seed=0)`` wrote (holds
+  ``SARLANG_1M/``, ``truth/`` and ``gsd_table.csv``); session-wide, treat it as read-only.
+- ``tiny_root``: a dataset root built from it with ``build(...)``; session-wide, read-only.
+  Tests that damage files copy it first (``copy_root``).
+- ``write_tar`` / ``tar_members``: write and read plain ustar tars with the standard library,
+  independently of the package's own writer and reader.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def synth_tiny(tmp_path_factory) -> Path:
+    from sarlang_data import synth
+
+    out = tmp_path_factory.mktemp("synth") / "syn"
+    synth.generate(out, preset="tiny", seed=0, progress=False, workers=1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_root(synth_tiny, tmp_path_factory) -> Path:
+    from sarlang_data.build import BuildOptions, build
+
+    root = tmp_path_factory.mktemp("roots") / "tiny"
+    build(synth_tiny / "SARLANG_1M", root,
+          BuildOptions(gsd_table=synth_tiny / "gsd_table.csv", workers=1), progress=False)
+    return root
+
+
+@pytest.fixture
+def copy_root(tiny_root, tmp_path):
+    """Return a function making a private copy of the tiny root (to damage or rewrite)."""
+
+    def copy(name: str = "root") -> Path:
+        dest = tmp_path / name
+        shutil.copytree(tiny_root, dest)
+        return dest
+
+    return copy
+
+
+def _write_tar(path: Path, members: list[tuple[str, bytes]], compress: bool = False) -> Path:
+    bio = io.BytesIO()
+    with tarfile.open(fileobj=bio, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    raw = bio.getvalue()
+    if compress:
+        import zstandard
+
+        raw = zstandard.ZstdCompressor(level=3).compress(raw)
+    Path(path).write_bytes(raw)
+    return Path(path)
+
+
+def _tar_members(path: Path) -> list[tuple[str, bytes]]:
+    raw = Path(path).read_bytes()
+    if str(path).endswith(".zst"):
+        import zstandard
+
+        raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw)).read()
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tf:
+        return [(m.name, tf.extractfile(m).read()) for m in tf.getmembers() if m.isfile()]
+
+
+@pytest.fixture
+def write_tar():
+    """``write_tar(path, [(name, bytes), ...], compress=False)``: a ustar tar via ``tarfile``."""
+    return _write_tar
+
+
+@pytest.fixture
+def tar_members():
+    """``tar_members(path) -> [(name, bytes), ...]`` of a tar or tar.zst, via ``tarfile``."""
+    return _tar_members
