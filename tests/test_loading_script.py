@@ -1,10 +1,7 @@
 """loading_script.py under datasets 3.6, in a venv of its own (LLaMA-Factory pins datasets 3.x).
 
-The venv's python is named by ``SARLANG_DS3_PYTHON``; create it with::
-
-    python -m venv /work/venv-ds3
-    /work/venv-ds3/bin/pip install "datasets==3.6.0" numpy pillow zstandard pyarrow tqdm
-    export SARLANG_DS3_PYTHON=/work/venv-ds3/bin/python
+The venv's python is ``SARLANG_DS3_PYTHON`` when set, else ``.venv-ds3/bin/python`` in the
+repository, which ``scripts/setup.sh`` creates (datasets 3.6.0 + the project, no deps).
 """
 
 import json
@@ -49,17 +46,13 @@ _CHILD = textwrap.dedent("""
 
 
 def _ds3_python() -> str:
-    py = os.environ.get("SARLANG_DS3_PYTHON")
-    if not py:
-        pytest.fail(
-            "SARLANG_DS3_PYTHON is not set, so loading_script.py cannot be run under datasets "
-            "3.6. Create the venv: `python -m venv /work/venv-ds3 && /work/venv-ds3/bin/pip "
-            "install 'datasets==3.6.0' numpy pillow zstandard pyarrow tqdm`, then `export "
-            "SARLANG_DS3_PYTHON=/work/venv-ds3/bin/python`"
-        )
+    py = os.environ.get("SARLANG_DS3_PYTHON") or str(REPO / ".venv-ds3" / "bin" / "python")
     if not Path(py).exists():
-        pytest.fail(f"SARLANG_DS3_PYTHON={py!r}: no such file; create the venv (see the "
-                    "module docstring of tests/test_loading_script.py)")
+        pytest.fail(
+            f"{py!r}: no python with datasets 3.6 there, so loading_script.py cannot be run "
+            "under datasets 3.x; run scripts/setup.sh (it creates .venv-ds3) or point "
+            "SARLANG_DS3_PYTHON at a python with datasets==3.6.0"
+        )
     return py
 
 
