@@ -1,24 +1,91 @@
-"""The dataset card (ROOT/README.md) from the manifest: YAML header + a short prose part.
+"""The dataset card (ROOT/README.md) from the manifest and the index statistics.
 
-The YAML carries no-code configs for stock ``datasets`` (``images``, the default, and one per
-resolution tier, all image-centric) with their ``data_files`` and declared features. Declaring
-the features matters: without them the stock WebDataset builder infers the columns from the
-first samples of the first shard and drops member types it did not see there (a root whose first
-shard is all PNG would lose every JPEG).
+The card is a pure function of two small inputs: :func:`card_facts` of the manifest (counts,
+rows per config, which split/tier pairs have plain tar shards, shard count and bytes, the
+subset description of a downloaded subset) and :func:`sarlang_data.manifest.stats` of the
+index. :func:`render_card` turns them into the README; :func:`card_text` and
+:func:`write_card` compute the inputs from a manifest or a root first.
+
+The YAML header carries the Hub metadata (pretty name, licence, language, task categories,
+size category, tags) and the no-code configs for stock ``datasets`` (``images``, the default,
+and one per resolution tier, all image-centric) with their ``data_files`` and declared features.
+Declaring the features matters: without them the stock WebDataset builder infers the columns
+from the first samples of the first shard and drops member types it did not see there (a root
+whose first shard is all PNG would lose every JPEG).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import schema
 from .configs import CONFIGS, DEFAULT_CONFIG
+from .errors import ManifestError
 from .manifest import read_manifest
 from .shards import write_atomic
 
 PRETTY_NAME = "SARLANG-1M (streaming shards)"
+ARXIV_ID = "2504.03254"
+UPSTREAM = "https://github.com/Jimmyxichen/SARLANG-1M"
+#: the Hub's size buckets, by the number of image-text pairs (captions + QA pairs)
+_SIZE_BUCKETS = (
+    (1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"),
+)
+#: per source: display name, what it contributes, documented GSD, licence (None: unknown)
+SOURCE_INFO: dict[str, dict[str, Any]] = {
+    "sardet100k": {
+        "name": "SARDet-100K",
+        "about": "SAR object-detection chips merged from ten datasets (GF-3, Sentinel-1, "
+                 "TerraSAR-X, RadarSat-2, HISEA-1, airborne); VQA only (SARVQA1, six classes)",
+        "gsd": "0.1-25 m",
+        "license": "CC BY-NC 4.0",
+        "license_id": "cc-by-nc-4.0",
+    },
+    "spacenet6": {
+        "name": "SpaceNet 6",
+        "about": "airborne X-band SAR tiles of Rotterdam; captions and VQA (SARVQA2)",
+        "gsd": "0.5 m",
+        "license": None,
+        "license_id": None,
+    },
+    "dfc2023": {
+        "name": "IEEE GRSS DFC2023",
+        "about": "Gaofen-3 SAR tiles of 17 cities on six continents; captions and VQA (SARVQA2)",
+        "gsd": "0.5-2 m",
+        "license": None,
+        "license_id": None,
+    },
+    "oem_sar": {
+        "name": "OpenEarthMap-SAR",
+        "about": "Umbra X-band SAR tiles of regions in Japan, France and the USA; captions and "
+                 "VQA (SARVQA2)",
+        "gsd": "0.15-0.5 m",
+        "license": None,
+        "license_id": None,
+    },
+}
+_UNKNOWN_LICENSE = "not stated here: check the source's own terms"
+LICENSE_DETAILS = (
+    "SARLANG-1M's authors state no licence for the dataset. Each image keeps the licence of "
+    "its source dataset: SARDet-100K is CC BY-NC 4.0; the licences of SpaceNet 6, DFC2023 and "
+    "OpenEarthMap-SAR data are not stated here (check each source's terms). Use the data only "
+    "as every source you use allows; the SARDet-100K part is for non-commercial use only."
+)
+CITATION = f"""@article{{wei2025sarlang,
+  title   = {{SARLANG-1M: A Benchmark for Vision-Language Modeling in SAR Image Understanding}},
+  author  = {{Wei, Yimin and Xiao, Aoran and Ren, Yexian and Zhu, Yuting and Chen, Hongruixuan
+             and Xia, Junshi and Yokoya, Naoto}},
+  journal = {{IEEE Transactions on Geoscience and Remote Sensing}},
+  year    = {{2025}},
+  eprint  = {{{ARXIV_ID}}},
+  archivePrefix = {{arXiv}}
+}}"""
+
+
+# --------------------------------------------------------------------------- YAML parts
 
 
 def _feature(name: str, spec: Any) -> dict[str, Any]:
@@ -68,6 +135,31 @@ def member_features(originals: bool) -> list[dict[str, Any]]:
     return [_feature(k, v) for k, v in spec.items()]
 
 
+def _tar_pairs(manifest: Mapping[str, Any]) -> list[list[str]]:
+    """(split, tier) pairs that have plain ``.tar`` shards, in schema order."""
+    have = {(s["split"], s["tier"]) for s in manifest["shards"] if s["path"].endswith(".tar")}
+    return [[sp, t] for sp in schema.SPLITS for t in schema.TIERS if (sp, t) in have]
+
+
+def _no_code(tar_pairs: Sequence[Sequence[str]]) -> list[dict[str, Any]]:
+    have = {tuple(p) for p in tar_pairs}
+    out = []
+    for name, cfg in CONFIGS.items():
+        if not cfg.no_code:
+            continue
+        files = []
+        for split in schema.SPLITS:
+            if not any(sp == split and cfg.tier in (None, t) for sp, t in have):
+                continue
+            files.append({"split": split, "path": f"data/{split}/{cfg.tier or '*'}/*/*.tar"})
+        if files:
+            entry: dict[str, Any] = {"config_name": name, "data_files": files}
+            if name == DEFAULT_CONFIG:
+                entry["default"] = True
+            out.append(entry)
+    return out
+
+
 def no_code_configs(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Return the YAML ``configs`` entries: ``images`` and each tier that has plain tar shards.
 
@@ -79,88 +171,392 @@ def no_code_configs(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
         ``.tar.zst`` is unreadable by stock tools), configs and splits without shards left out.
 
     """
-    tars = [s for s in manifest["shards"] if s["path"].endswith(".tar")]
-    out = []
-    for name, cfg in CONFIGS.items():
-        if not cfg.no_code:
-            continue
-        files = []
-        for split in schema.SPLITS:
-            if not any(s["split"] == split and cfg.tier in (None, s["tier"]) for s in tars):
-                continue
-            tier = cfg.tier or "*"
-            files.append({"split": split, "path": f"data/{split}/{tier}/*/*.tar"})
-        if files:
-            entry: dict[str, Any] = {"config_name": name, "data_files": files}
-            if name == DEFAULT_CONFIG:
-                entry["default"] = True
-            out.append(entry)
+    return _no_code(_tar_pairs(manifest))
+
+
+def size_category(pairs: int) -> str:
+    """Return the Hub's ``size_categories`` bucket for a number of image-text pairs."""
+    for limit, name in _SIZE_BUCKETS:
+        if pairs < limit:
+            return name
+    return "n>100M"  # pragma: no cover - no SAR dataset is that large yet
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def card_facts(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """Return what the card needs from a manifest: small and JSON-able.
+
+    Args:
+        manifest: a validated manifest.
+
+    Returns:
+        ``{"format_version", "counts", "configs", "build", "shards", "tar_pairs", "subset"}``:
+        ``build`` keeps the options the card mentions, ``shards`` is ``{"count", "bytes",
+        "tar", "tar_zst"}``, ``tar_pairs`` the (split, tier) pairs with plain tar shards and
+        ``subset`` the manifest's subset description (None for a built root).
+
+    """
+    shards = manifest["shards"]
+    build = manifest["build"]
+    return {
+        "format_version": manifest["format_version"],
+        "counts": dict(manifest["counts"]),
+        "configs": {k: dict(v) for k, v in manifest["configs"].items()},
+        "build": {k: build.get(k) for k in ("originals", "compress", "shard_size",
+                                            "image_codec")},
+        "shards": {
+            "count": len(shards),
+            "bytes": sum(s["bytes"] for s in shards),
+            "tar": sum(1 for s in shards if s["path"].endswith(".tar")),
+            "tar_zst": sum(1 for s in shards if s["path"].endswith(".tar.zst")),
+        },
+        "tar_pairs": _tar_pairs(manifest),
+        "subset": manifest.get("subset"),
+    }
+
+
+def root_stats(root: str | Path) -> dict | None:
+    """Return :func:`sarlang_data.manifest.stats` of a root, or None when it has no index."""
+    from .manifest import stats
+
+    try:
+        return stats(root)
+    except ManifestError:
+        return None
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _n(v: int) -> str:
+    return f"{v:,}"
+
+
+def _size(b: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if b >= scale:
+            return f"{b / scale:,.1f} {unit}"
+    return f"{b} B"
+
+
+def _md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
+              right: Sequence[bool]) -> list[str]:
+    out = ["| " + " | ".join(headers) + " |",
+           "|" + "|".join("---:" if r else "---" for r in right) + "|"]
+    for row in rows:
+        out.append("| " + " | ".join(_n(v) if isinstance(v, int) else str(v) for v in row)
+                   + " |")
     return out
 
 
-def card_text(manifest: Mapping[str, Any]) -> str:
-    """Return the whole README.md for a manifest.
-
-    Args:
-        manifest: the root's manifest.
-
-    Returns:
-        YAML header between ``---`` lines, then the prose.
-
-    """
+def _yaml(header: Mapping[str, Any]) -> str:
     import yaml
 
-    configs = no_code_configs(manifest)
-    features = member_features(bool(manifest["build"].get("originals")))
-    header = {
-        "pretty_name": PRETTY_NAME,
-        "license": "other",
-        "task_categories": ["image-to-text", "visual-question-answering"],
-        "tags": ["sar", "remote-sensing"],
-        "configs": configs,
-        "dataset_info": [{"config_name": c["config_name"], "features": features}
-                         for c in configs],
-    }
     class _Dumper(yaml.SafeDumper):
         # no &anchors/*aliases for the shared feature lists: spell each one out
         def ignore_aliases(self, data: Any) -> bool:
             return True
 
-    yaml_text = yaml.dump(header, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
-    c = manifest["counts"]
-    lines = [
-        "---", yaml_text.rstrip("\n"), "---", "",
-        f"# {PRETTY_NAME}", "",
-        "SAR images from SARLANG-1M (Wei et al., arXiv 2504.03254) with their captions and "
-        "question-answer pairs, as WebDataset tar shards with a manifest and a per-sample index "
-        "(format version " f"{manifest['format_version']}).", "",
-        f"This root holds {c['samples']:,} images, {c['captions']:,} captions and "
-        f"{c['qa']:,} QA pairs in {len(manifest['shards'])} shards "
-        f"({c['bytes'] / 2**20:,.1f} MiB).", "",
-        "The license of SARLANG-1M is not stated by its authors; each source dataset keeps its "
-        "own license (SARDet-100K: CC BY-NC 4.0).", "",
-        "## Configs", "",
-        "`images` and the tiers load with stock `datasets` "
-        "(`datasets.load_dataset(REPO, \"vhr\", streaming=True)`); the others need "
-        "`sarlang-data` (`sarlang_data.load_dataset(\"sarlang-1m\", CONFIG)`).", "",
-        "| config | rows | train rows | test rows |",
-        "|---|---|---:|---:|",
-    ]
-    for name, cfg in CONFIGS.items():
-        rows = manifest["configs"].get(name, {})
-        lines.append(f"| `{name}` | {cfg.description} | {rows.get('train', 0):,} | "
-                     f"{rows.get('test', 0):,} |")
+    return yaml.dump(dict(header), Dumper=_Dumper, sort_keys=False, allow_unicode=True,
+                     width=100).rstrip("\n")
+
+
+def card_header(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the YAML metadata of the card as a dict (the part between the ``---`` lines).
+
+    Args:
+        facts: :func:`card_facts` of the manifest.
+
+    Returns:
+        The metadata, keys in the order they are written.
+
+    """
+    configs = _no_code(facts["tar_pairs"])
+    features = member_features(bool(facts["build"].get("originals")))
+    c = facts["counts"]
+    return {
+        "pretty_name": PRETTY_NAME,
+        "license": "other",
+        "license_name": "sarlang-1m-per-source",
+        "license_details": LICENSE_DETAILS,
+        "language": ["en"],
+        "task_categories": ["image-to-text", "visual-question-answering"],
+        "size_categories": [size_category(c["captions"] + c["qa"])],
+        "tags": ["sar", "remote-sensing"],
+        "configs": configs,
+        "dataset_info": [{"config_name": cfg["config_name"], "features": features}
+                         for cfg in configs],
+    }
+
+
+def _subset_lines(sub: Mapping[str, Any], counts: Mapping[str, Any]) -> list[str]:
+    filters = {k: v for k, v in (sub.get("filters") or {}).items() if v}
+    shown = "; ".join(f"{k}: {', '.join(v)}" for k, v in filters.items()) or "none (everything)"
+    where = f"`{sub['from']}`"
+    if sub.get("commit"):
+        where += f" at commit `{sub['commit']}`"
+    elif sub.get("revision"):
+        where += f" at revision `{sub['revision']}`"
+    sel = sub["selected"]
+    lines = ["## This is a subset", "",
+             f"Downloaded with `sarlang-data download` from {where}. Filters: {shown}.", ""]
+    if sub["mode"] == "exact":
+        lines.append(
+            f"Mode `exact`: the shards were rewritten locally from byte ranges and hold exactly "
+            f"the {_n(sel['samples'])} matching samples ({_n(sel['captions'])} captions, "
+            f"{_n(sel['qa'])} QA pairs). A sample is kept with all of its texts.")
+    else:
+        extra = counts["samples"] - sel["samples"]
+        lines.append(
+            f"Mode `shards`: the shards holding matching samples were fetched whole and are "
+            f"byte-identical to the source (same sha256). {_n(sel['samples'])} of the "
+            f"{_n(counts['samples'])} samples here match the filters"
+            + (f"; the other {_n(extra)} share a shard with them. Pass the same filters when "
+               "loading, or download with `--exact` to keep only the matching samples."
+               if extra else "; nothing else was fetched."))
     lines.append("")
+    return lines
+
+
+def _stats_lines(st: Mapping[str, Any]) -> list[str]:
+    lines = ["## Statistics", "",
+             f"From `index.parquet`: {_n(st['samples'])} images, {_n(st['captions'])} captions, "
+             f"{_n(st['qa'])} QA pairs.", ""]
+    heads = ("samples", "captions", "QA pairs")
+
+    def dim(title: str, key: str, first: str, extra=None, order=None) -> None:
+        groups = st[f"by_{key}"]
+        names = [n for n in (order or groups) if n in groups]
+        rows = []
+        for name in names:
+            g = groups[name]
+            rows.append((f"`{name}`", *(extra(name) if extra else ()), g["samples"],
+                         g["captions"], g["qa"]))
+        cols = (first, *(("GSD",) if key == "tier" else ()), *heads)
+        if key == "source":
+            cols = (first, "dataset", *heads)
+        lines.extend([f"### By {title}", ""])
+        lines.extend(_md_table(cols, rows, [False] * (len(cols) - 3) + [True] * 3))
+        lines.append("")
+
+    dim("split", "split", "split", order=schema.SPLITS)
+    dim("resolution tier", "tier", "tier", extra=lambda t: (schema.TIER_RANGES[t],),
+        order=schema.TIERS)
+    dim("source", "source", "source", extra=lambda s: (SOURCE_INFO[s]["name"],),
+        order=schema.SOURCES)
+    dim("city", "city", "city")
+    for title, key, names in (("VQA task", "tasks", schema.TASKS),
+                              ("caption kind", "caption_kinds", schema.CAPTION_KINDS)):
+        per = st[key]
+        rows = [(f"`{n}`", *(per[n].get(s, 0) for s in schema.SPLITS), sum(per[n].values()))
+                for n in names if n in per]
+        total = [sum(per[n].get(s, 0) for n in names if n in per) for s in schema.SPLITS]
+        rows.append(("**all**", *total, sum(total)))
+        cols = (title.split()[-1], *schema.SPLITS, "total")
+        lines.extend([f"### By {title}", ""])
+        lines.extend(_md_table(cols, rows, [False] + [True] * (len(cols) - 1)))
+        lines.append("")
+    return lines
+
+
+def _usage_lines(repo: str, facts: Mapping[str, Any]) -> list[str]:
+    cities = facts.get("example_city") or "rotterdam"
+    stock = [p[1] for p in facts["tar_pairs"]] or ["vhr"]
+    tier = "vhr" if "vhr" in stock else stock[0]
+    return [
+        "## Usage", "",
+        "With the `sarlang-data` package, every config, streaming or prepared, with filters by "
+        "city, tier, source and split:", "",
+        "```python",
+        "from sarlang_data import load_dataset",
+        "",
+        f'ds = load_dataset("{repo}", "vqa", streaming=True)',
+        f'test = load_dataset("{repo}", "captions_concise", split="test")',
+        f'ds = load_dataset("{repo}", "vqa", streaming=True, cities=["{cities}"], '
+        f'tiers=["{tier}"])',
+        "```", "",
+        "Set `SARLANG_DATA` to this repo (`hf://datasets/" + repo + "`) or a local copy, and "
+        '`load_dataset("sarlang-1m", CONFIG)` reads it.', "",
+        "With stock `datasets` alone (no code from this package), the image-centric configs "
+        "`images` and the tiers:", "",
+        "```python",
+        "import datasets",
+        "",
+        f'ds = datasets.load_dataset("{repo}", "{tier}", streaming=True)',
+        'row = next(iter(ds["train"]))   # row["json"]: metadata, captions, qa; '
+        'row["png"] or row["jpg"]: the image',
+        "```", "",
+        "PyTorch: a streaming dataset goes straight into a `DataLoader`; `datasets` hands "
+        "whole shards to the workers.", "",
+        "```python",
+        "import torch",
+        "from sarlang_data import load_dataset",
+        "",
+        f'ds = load_dataset("{repo}", "vqa", split="train", streaming=True)',
+        "loader = torch.utils.data.DataLoader(ds, batch_size=32, num_workers=4,",
+        "                                     collate_fn=lambda rows: rows)",
+        "for batch in loader:   # a list of 32 rows: image, question, answer, task, ...",
+        "    ...",
+        "```", "",
+        "Subset download: only the shards (or, with `--exact`, only the byte ranges) of the "
+        "samples you select, verified by sha256, as a dataset root that loads offline:", "",
+        "```sh",
+        f"sarlang-data download --repo {repo} --city {cities} --tier {tier} "
+        f"--out ./sarlang-{cities}",
+        f"sarlang-data download --repo {repo} --task region_referring --exact "
+        "--out ./sarlang-rr",
+        "```", "",
+        "```python",
+        "import sarlang_data",
+        "",
+        f'sarlang_data.download("{repo}", cities=["{cities}"], out="./sarlang-{cities}")',
+        f'ds = sarlang_data.load_dataset("./sarlang-{cities}", "vqa", split="train")',
+        "```", "",
+    ]
+
+
+def render_card(facts: Mapping[str, Any], stats: Mapping[str, Any] | None = None, *,
+                repo_id: str | None = None, note: str | None = None) -> str:
+    """Return the whole README.md from the card's inputs.
+
+    Args:
+        facts: :func:`card_facts` of the manifest.
+        stats: :func:`sarlang_data.manifest.stats` of the index (None leaves the statistics
+            out, with a line saying how to get them).
+        repo_id: the Hub repo the card is for (``ORG/NAME``), used in the usage code; None
+            writes ``ORG/NAME``.
+        note: an extra paragraph under the title (e.g. where the numbers come from).
+
+    Returns:
+        YAML header between ``---`` lines, then the prose, ending in a newline.
+
+    """
+    repo = repo_id or "ORG/NAME"
+    c = facts["counts"]
+    sh = facts["shards"]
+    lines = ["---", _yaml(card_header(facts)), "---", "", f"# {PRETTY_NAME}", ""]
+    if note:
+        lines += [f"> {note}", ""]
+    lines += [
+        f"SARLANG-1M (Wei et al., [arXiv {ARXIV_ID}](https://arxiv.org/abs/{ARXIV_ID}), IEEE "
+        "TGRS) is a million-scale vision-language benchmark for synthetic aperture radar (SAR) "
+        "imagery: SAR images from over 59 cities worldwide at ground sampling distances from "
+        "0.1 m to 25 m, with concise and detailed captions and question-answer pairs over six "
+        "VQA applications (object identification, classification, instance counting, region "
+        "referring, object positioning and others). Its authors publish it as zip files of "
+        f"images and CSV/JSON texts ({UPSTREAM}).", "",
+        "This repository holds it as WebDataset-style tar shards, one sample per SAR image with "
+        "all of its texts, plus `manifest.json` (counts, shards, sha256) and `index.parquet` "
+        "(one row per sample: where its bytes are, its metadata and its texts), built by "
+        "`sarlang-data` (format version " f"{facts['format_version']}).", "",
+        f"**This root:** {_n(c['samples'])} images, {_n(c['captions'])} captions and "
+        f"{_n(c['qa'])} QA pairs in {_n(sh['count'])} shards ({_size(sh['bytes'])}).", "",
+    ]
+    if facts.get("subset"):
+        lines += _subset_lines(facts["subset"], c)
+    lines += [
+        "## Sources and licences", "",
+        "SARLANG-1M's authors state no licence for the dataset, so this card says `other`. "
+        "Every image keeps the licence of the dataset it comes from; use the data only as "
+        "every source you use allows.", "",
+    ]
+    by_source = (stats or {}).get("by_source", {})
+    rows = []
+    for src in schema.SOURCES:
+        info = SOURCE_INFO[src]
+        rows.append((f"`{src}`", info["name"], info["about"], info["gsd"],
+                     by_source.get(src, {}).get("samples", "-") if stats else "-",
+                     info["license"] or _UNKNOWN_LICENSE))
+    lines += _md_table(("source", "dataset", "what it gives", "GSD", "images here", "licence"),
+                       rows, [False, False, False, False, True, False])
+    lines += [
+        "", "Texts (captions and QA pairs) come from the SARLANG-1M release; their licence is "
+        "not stated either.", "",
+        "## Files", "",
+        "```",
+        "README.md        this card",
+        "manifest.json    format version, build options, counts, every shard with its sha256",
+        "index.parquet    one row per sample: shard, byte offsets, metadata, texts",
+        "data/{split}/{tier}/{city}/{split}-{tier}-{city}-{n:05d}.tar",
+        "```", "",
+        "Each sample is `{key}.json` (metadata, all captions, all QA pairs) and `{key}.png` or "
+        "`{key}.jpg` (the release's image bytes, never re-encoded)"
+        + (", plus `{key}.tif.zst` (the original GeoTIFF, zstd)" if facts["build"].get(
+            "originals") else "")
+        + ". Samples are sorted by split, tier, city and key, so a city or a tier is a few "
+        "whole shards. Resolution tiers: "
+        + ", ".join(f"`{t}` {schema.TIER_RANGES[t]}" for t in schema.TIERS) + ".", "",
+    ]
+    if sh.get("tar_zst"):
+        lines += [f"{_n(sh['tar_zst'])} shards are whole-archive `.tar.zst`: `sarlang-data` "
+                  "reads them, stock tools do not, so the no-code configs leave them out.", ""]
+    lines += [
+        "## Configs", "",
+        "`images` (the default) and the tiers load with stock `datasets`; every config loads "
+        "with `sarlang_data.load_dataset`. Rows per config and split:", "",
+    ]
+    rows = []
+    for name, cfg in CONFIGS.items():
+        r = facts["configs"].get(name, {})
+        train, test = r.get("train", 0), r.get("test", 0)
+        stock = "yes" if cfg.no_code else ""
+        rows.append((f"`{name}`", cfg.description, stock, train + test, train, test))
+    lines += _md_table(("config", "rows are", "stock datasets", "rows", "train", "test"),
+                       rows, [False, False, False, True, True, True])
+    lines.append("")
+    if stats:
+        lines += _stats_lines(stats)
+    else:
+        lines += ["## Statistics", "", "No `index.parquet` was found when this card was "
+                  "written; `sarlang-data stats ROOT` prints counts by split, tier, city, "
+                  "source, task and caption kind.", ""]
+    lines += _usage_lines(repo, {**facts, "example_city": _example_city(stats)})
+    lines += [
+        "Check a copy: `sarlang-data verify ROOT` compares every shard with the sha256 of the "
+        "manifest and every image with the sha256 of the index.", "",
+        "## Citation", "",
+        "```bibtex", CITATION, "```", "",
+    ]
     return "\n".join(lines)
 
 
-def write_card(root: str | Path, manifest: Mapping[str, Any] | None = None) -> Path:
-    """Write ``ROOT/README.md`` from the root's manifest (atomically).
+def _example_city(stats: Mapping[str, Any] | None) -> str:
+    """Pick a city for the usage examples: Rotterdam when present, else the biggest one."""
+    cities = (stats or {}).get("by_city") or {}
+    if "rotterdam" in cities or not cities:
+        return "rotterdam"
+    located = {k: v for k, v in cities.items() if k != schema.UNLOCATED} or cities
+    return max(sorted(located), key=lambda k: located[k]["samples"])
+
+
+def card_text(manifest: Mapping[str, Any], stats: Mapping[str, Any] | None = None, *,
+              repo_id: str | None = None, note: str | None = None) -> str:
+    """Return the whole README.md for a manifest.
+
+    Args:
+        manifest: the root's manifest.
+        stats: the root's :func:`sarlang_data.manifest.stats` (None leaves them out).
+        repo_id: the Hub repo the card is for, used in the usage code.
+        note: an extra paragraph under the title.
+
+    Returns:
+        YAML header between ``---`` lines, then the prose.
+
+    """
+    return render_card(card_facts(manifest), stats, repo_id=repo_id, note=note)
+
+
+def write_card(root: str | Path, manifest: Mapping[str, Any] | None = None, *,
+               repo_id: str | None = None) -> Path:
+    """Write ``ROOT/README.md`` from the root's manifest and index (atomically).
 
     Args:
         root: a local dataset root.
         manifest: the manifest to describe; read from ``ROOT/manifest.json`` when None (the
             builder passes it because it writes the manifest last).
+        repo_id: the Hub repo the card is for, used in the usage code.
 
     Returns:
         The path of the card.
@@ -173,6 +569,6 @@ def write_card(root: str | Path, manifest: Mapping[str, Any] | None = None) -> P
     if manifest is None:
         manifest = read_manifest(root)
     path = root / "README.md"
-    write_atomic(path, card_text(manifest).encode("utf-8"))
+    text = card_text(manifest, root_stats(root), repo_id=repo_id)
+    write_atomic(path, text.encode("utf-8"))
     return path
-
