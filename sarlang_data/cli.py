@@ -42,7 +42,7 @@ def _cmd_build(a: argparse.Namespace) -> int:
     opts = BuildOptions(
         workers=a.workers, shard_size=a.shard_size, originals=a.originals, compress=a.compress,
         gsd_table=a.gsd_table, columns=columns, max_reject_rate=a.max_reject_rate,
-        image_codec=a.image_codec,
+        image_codec=a.image_codec, zstd_jpeg=a.zstd_jpeg,
     )
     manifest = build(a.release, a.out, opts, progress=not a.quiet)
     c = manifest["counts"]
@@ -52,6 +52,28 @@ def _cmd_build(a: argparse.Namespace) -> int:
         f"({', '.join(f'{k}={v}' for k, v in sorted(manifest['rejects'].items())) or 'none'})"
     )
     return 0
+
+
+def _cmd_transcode(a: argparse.Namespace) -> int:
+    from .manifest import read_manifest
+    from .transcode import describe, transcode_root
+
+    before = read_manifest(a.root)["counts"]["bytes"]
+    manifest = transcode_root(a.root, a.out, image_codec=a.image_codec, zstd_jpeg=a.zstd_jpeg,
+                              workers=a.workers, progress=not a.quiet)
+    print(f"transcoded {a.root} -> {a.out}: {describe(manifest, before)}")
+    return 0
+
+
+def _add_codec_options(p: argparse.ArgumentParser, default: str) -> None:
+    """``--image-codec`` and ``--zstd-jpeg``, shared by build and transcode."""
+    p.add_argument("--image-codec", choices=["source", "zstd"], default=default,
+                   help="source: images keep the release's PNG/JPEG bytes (the Hub copy); "
+                        "zstd: PNG images are stored as their decoded pixels, losslessly, as "
+                        "{key}.npy.zst (a training copy that decodes several times faster)")
+    p.add_argument("--zstd-jpeg", action="store_true",
+                   help="with --image-codec zstd, store JPEG images as pixels too (their "
+                        "pixels take several times the JPEG's bytes)")
 
 
 def _cmd_verify(a: argparse.Namespace) -> int:
@@ -76,8 +98,37 @@ def _cmd_stats(a: argparse.Namespace) -> int:
 def _cmd_card(a: argparse.Namespace) -> int:
     from .card import write_card
 
-    path = write_card(a.root)
+    path = write_card(a.root, repo_id=a.repo)
     print(f"wrote {path}")
+    return 0
+
+
+def _cmd_publish(a: argparse.Namespace) -> int:
+    from .hub import publish
+
+    plan = publish(a.root, a.repo, revision=a.revision, private=a.private or None,
+                   dry_run=a.dry_run, endpoint=a.endpoint)
+    print(plan.describe())
+    if a.dry_run:
+        print("dry run: nothing was created or sent")
+    else:
+        print(f"done: {len(plan.commits)} commits to {a.repo}")
+    return 0
+
+
+def _cmd_download(a: argparse.Namespace) -> int:
+    from .hub import download
+
+    report = download(
+        a.repo, url=a.url, out=a.out, cities=_csv_list(a.city), tiers=_csv_list(a.tier),
+        splits=_csv_list(a.split), sources=_csv_list(a.source), tasks=_csv_list(a.task),
+        exact=a.exact, revision=a.revision, dry_run=a.dry_run, endpoint=a.endpoint,
+        workers=a.workers, progress=not a.quiet,
+    )
+    print(report.describe())
+    if a.dry_run:
+        print("dry run: read manifest.json and index.parquet only; no shard fetched, nothing "
+              "written")
     return 0
 
 
@@ -135,9 +186,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="explicit column mapping, e.g. image=img_path,question=q,answer=a")
     b.add_argument("--max-reject-rate", type=float, default=0.05,
                    help="fail when more than this fraction of text rows is rejected")
-    b.add_argument("--image-codec", choices=["source"], default="source")
+    _add_codec_options(b, "source")
     b.add_argument("-q", "--quiet", action="store_true")
     b.set_defaults(func=_cmd_build)
+
+    t = sub.add_parser(
+        "transcode", help="copy a dataset root with another image codec (a training copy)",
+        description="Example: sarlang-data transcode ./sarlang-1m --image-codec zstd --out "
+                    "./sarlang-1m-zstd. Reads ROOT (a path or fsspec URL), checks every image "
+                    "against its index and writes the root `build --image-codec` would make.",
+    )
+    t.add_argument("root", help="source dataset root (local path or fsspec URL)")
+    t.add_argument("--out", type=Path, required=True, help="new dataset root (new or empty)")
+    _add_codec_options(t, "zstd")
+    t.add_argument("--workers", type=int, default=2)
+    t.add_argument("-q", "--quiet", action="store_true")
+    t.set_defaults(func=_cmd_transcode)
 
     v = sub.add_parser("verify", help="check shards and images against manifest and index")
     v.add_argument("root")
@@ -151,7 +215,50 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("card", help="write ROOT/README.md (the dataset card) from the manifest")
     c.add_argument("root")
+    c.add_argument("--repo", default=None, help="Hub repo ORG/NAME the usage examples name")
     c.set_defaults(func=_cmd_card)
+
+    pb = sub.add_parser(
+        "publish", help="upload a dataset root to a Hub dataset repo (resumable, card last)",
+        description="Example: sarlang-data publish /tmp/root --repo my-org/sarlang-1m --dry-run. "
+                    "The token comes from huggingface_hub (HF_TOKEN or `huggingface-cli login`); "
+                    "files the repo already holds (same sha256) are not sent again; README.md "
+                    "is generated for the repo.",
+    )
+    pb.add_argument("root", help="local dataset root")
+    pb.add_argument("--repo", required=True, help="Hub dataset repo ORG/NAME")
+    pb.add_argument("--revision", default=None, help="branch to publish to (default: main)")
+    pb.add_argument("--private", action="store_true", help="create the repo private")
+    pb.add_argument("--dry-run", action="store_true", help="print the plan and sizes; send nothing")
+    pb.add_argument("--endpoint", default=None, help="Hub endpoint (default $HF_ENDPOINT)")
+    pb.set_defaults(func=_cmd_publish)
+
+    d = sub.add_parser(
+        "download",
+        help="download a subset (city, tier, split, source, task) as a dataset root",
+        description="Example: sarlang-data download --repo my-org/sarlang-1m --city rotterdam "
+                    "--tier vhr --out ./sarlang-rotterdam. Whole shards holding the selected "
+                    "samples by default; --exact fetches only their byte ranges and writes new "
+                    "shards. Files are verified by sha256; a rerun keeps what verified.",
+    )
+    src = d.add_mutually_exclusive_group(required=True)
+    src.add_argument("--repo", default=None, help="Hub dataset repo ORG/NAME")
+    src.add_argument("--url", default=None,
+                     help="dataset root: local path or fsspec URL (https://, s3://, hf://...)")
+    d.add_argument("--out", type=Path, required=True, help="folder to write the subset root to")
+    for flag, what in (("city", "city slug"), ("tier", "vhr, hr or mr"),
+                       ("split", "train or test"),
+                       ("source", "sardet100k, spacenet6, dfc2023 or oem_sar"),
+                       ("task", "a VQA task, or captions")):
+        d.add_argument(f"--{flag}", action="append", help=f"{what} (repeat or comma-separate)")
+    d.add_argument("--exact", action="store_true",
+                   help="fetch only the selected samples' byte ranges, write new shards")
+    d.add_argument("--revision", default=None, help="Hub branch, tag or commit")
+    d.add_argument("--dry-run", action="store_true", help="print what would be fetched and sizes")
+    d.add_argument("--endpoint", default=None, help="Hub endpoint (default $HF_ENDPOINT)")
+    d.add_argument("--workers", type=int, default=4, help="parallel fetches")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    d.set_defaults(func=_cmd_download)
 
     r = sub.add_parser(
         "stream", help="print rows of a config and the rows/s",

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import schema
-from .errors import ManifestError, VerifyError, unknown_name
+from .errors import ManifestError, SarlangError, VerifyError, unknown_name
 
 MANIFEST_NAME = "manifest.json"
 INDEX_NAME = "index.parquet"
@@ -81,8 +81,18 @@ def _fs(root: str | Path, storage_options: Mapping[str, Any] | None):
 # --------------------------------------------------------------------------- index.parquet
 
 
-def index_schema():
-    """Return the pyarrow schema of ``index.parquet`` (column order as in ``docs/format.md``)."""
+#: the index column of pixel hashes, present only in roots with pixel members (``npy.zst``)
+PIXEL_COLUMN = "pixel_sha256"
+
+
+def index_schema(pixels: bool = False):
+    """Return the pyarrow schema of ``index.parquet`` (column order as in ``docs/format.md``).
+
+    Args:
+        pixels: add the last column, ``pixel_sha256``, of roots that store some images as
+            pixels (``--image-codec zstd``); roots of the release's bytes do not have it.
+
+    """
     import pyarrow as pa
 
     s, i64, i32, f64 = pa.string(), pa.int64(), pa.int32(), pa.float64()
@@ -101,6 +111,8 @@ def index_schema():
     cols += [(f"n_{k}", i32) for k in schema.CAPTION_KINDS]
     cols += [(f"n_{t}", i32) for t in schema.TASKS]
     cols += [("captions", pa.list_(caption_t)), ("qa", pa.list_(qa_t))]
+    if pixels:
+        cols.append((PIXEL_COLUMN, s))
     return pa.schema(cols)
 
 
@@ -108,7 +120,8 @@ def index_bytes(rows: Sequence[Mapping[str, Any]]) -> bytes:
     """Serialise index rows (dicts with every column of :func:`index_schema`) as parquet bytes.
 
     Args:
-        rows: one dict per sample, in shard order then tar order.
+        rows: one dict per sample, in shard order then tar order; ``pixel_sha256`` is
+            written when some row has one.
 
     Returns:
         The bytes of ``index.parquet``; the same rows always give the same bytes.
@@ -117,7 +130,7 @@ def index_bytes(rows: Sequence[Mapping[str, Any]]) -> bytes:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    sch = index_schema()
+    sch = index_schema(pixels=any(r.get(PIXEL_COLUMN) for r in rows))
     table = pa.Table.from_pydict({f.name: [r[f.name] for r in rows] for f in sch}, schema=sch)
     buf = io.BytesIO()
     pq.write_table(table, buf, **PARQUET_OPTIONS)
@@ -270,6 +283,37 @@ def _as_list(values: str | Iterable[str] | None) -> list[str] | None:
     return list(values)
 
 
+def _wanted(
+    manifest: Mapping[str, Any],
+    *,
+    splits: str | Iterable[str] | None = None,
+    tiers: str | Iterable[str] | None = None,
+    cities: str | Iterable[str] | None = None,
+    sources: str | Iterable[str] | None = None,
+) -> dict[str, set[str] | None]:
+    """Validate and normalise filter names: ``{"split"|"tier"|"city"|"source": set or None}``."""
+    root_cities = sorted({c for s in manifest["shards"] for c in s["cities"]})
+    wanted: dict[str, set[str] | None] = {}
+    for argument, kind, values, valid, norm in (
+        ("splits", "split", splits, schema.SPLITS, str.lower),
+        ("tiers", "tier", tiers, schema.TIERS, str.lower),
+        ("cities", "city", cities, root_cities, schema.slug),
+        ("sources", "source", sources, schema.SOURCES, str.lower),
+    ):
+        names = _as_list(values)
+        if names is None:
+            wanted[kind] = None
+            continue
+        chosen = set()
+        for name in names:
+            n = norm(str(name).strip())
+            if n not in valid:
+                raise unknown_name(kind, str(name), valid, argument)
+            chosen.add(n)
+        wanted[kind] = chosen
+    return wanted
+
+
 def select_shards(
     manifest: Mapping[str, Any],
     *,
@@ -300,25 +344,7 @@ def select_shards(
 
     """
     shards = manifest["shards"]
-    root_cities = sorted({c for s in shards for c in s["cities"]})
-    wanted: dict[str, set[str] | None] = {}
-    for argument, kind, values, valid, norm in (
-        ("splits", "split", splits, schema.SPLITS, str.lower),
-        ("tiers", "tier", tiers, schema.TIERS, str.lower),
-        ("cities", "city", cities, root_cities, schema.slug),
-        ("sources", "source", sources, schema.SOURCES, str.lower),
-    ):
-        names = _as_list(values)
-        if names is None:
-            wanted[kind] = None
-            continue
-        chosen = set()
-        for name in names:
-            n = norm(str(name).strip())
-            if n not in valid:
-                raise unknown_name(kind, str(name), valid, argument)
-            chosen.add(n)
-        wanted[kind] = chosen
+    wanted = _wanted(manifest, splits=splits, tiers=tiers, cities=cities, sources=sources)
 
     def keep(shard: Mapping[str, Any]) -> bool:
         return (
@@ -329,6 +355,100 @@ def select_shards(
         )
 
     return [dict(s) for s in shards if keep(s)]
+
+
+#: names a ``tasks`` filter takes: the six VQA tasks, and ``captions`` (images with a caption)
+SAMPLE_TASKS = (*schema.TASKS, "captions")
+
+
+def select_samples(
+    manifest: Mapping[str, Any],
+    index,
+    *,
+    splits: str | Iterable[str] | None = None,
+    tiers: str | Iterable[str] | None = None,
+    cities: str | Iterable[str] | None = None,
+    sources: str | Iterable[str] | None = None,
+    tasks: str | Iterable[str] | None = None,
+):
+    """Return the rows of an index whose samples match every filter given.
+
+    A sample matches a ``tasks`` filter when it has at least one QA pair of one of the tasks
+    (or, for ``captions``, at least one caption); it is selected with all of its texts. Names
+    are checked as in :func:`select_shards`.
+
+    Args:
+        manifest: the root's manifest (names the valid cities and prunes shards first).
+        index: the root's ``index.parquet`` as a pyarrow Table (needs ``shard``, ``split``,
+            ``tier``, ``city``, ``source`` and, for ``tasks``, the ``n_*`` columns).
+        splits: split names.
+        tiers: resolution tiers.
+        cities: city slugs of this root.
+        sources: source names.
+        tasks: names of :data:`SAMPLE_TASKS`.
+
+    Returns:
+        The matching rows, in index order (a pyarrow Table with the index's columns).
+
+    Raises:
+        ConfigError: for a name that is not valid; the message lists the valid ones, closest
+            first.
+
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    wanted = _wanted(manifest, splits=splits, tiers=tiers, cities=cities, sources=sources)
+    task_names = _as_list(tasks)
+    chosen_tasks = None
+    if task_names is not None:
+        chosen_tasks = []
+        for name in task_names:
+            n = str(name).strip().lower()
+            if n not in SAMPLE_TASKS:
+                raise unknown_name("task", str(name), SAMPLE_TASKS, "tasks")
+            chosen_tasks.append(n)
+    shards = select_shards(manifest, splits=splits, tiers=tiers, cities=cities, sources=sources)
+    mask = pc.is_in(index["shard"], value_set=pa.array([s["path"] for s in shards], pa.string()))
+    for column, kind in (("split", "split"), ("tier", "tier"), ("city", "city"),
+                         ("source", "source")):
+        if wanted[kind] is not None:
+            values = pa.array(sorted(wanted[kind]), pa.string())
+            mask = pc.and_(mask, pc.is_in(index[column], value_set=values))
+    if chosen_tasks is not None:
+        has = None
+        for task in chosen_tasks:
+            if task == "captions":
+                concise, detailed = (index[f"n_{k}"] for k in schema.CAPTION_KINDS)
+                n = pc.add(concise, detailed)
+            else:
+                n = index["n_" + task]
+            got = pc.greater(n, 0)
+            has = got if has is None else pc.or_(has, got)
+        mask = pc.and_(mask, has)
+    return index.filter(pc.fill_null(mask, False))
+
+
+def index_table_bytes(table) -> bytes:
+    """Serialise an index Table as ``index.parquet`` bytes, with the pinned writer options.
+
+    Args:
+        table: a pyarrow Table with every column of :func:`index_schema` (any order).
+
+    Returns:
+        The parquet bytes; equal rows give equal bytes, as with :func:`index_bytes`.
+
+    """
+    import pyarrow.parquet as pq
+
+    # as index_bytes: the pixel column only when some row has a pixel member
+    pixels = (PIXEL_COLUMN in table.column_names
+              and table[PIXEL_COLUMN].null_count < table.num_rows)
+    sch = index_schema(pixels=pixels)
+    table = table.select(sch.names).cast(sch)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, **PARQUET_OPTIONS)
+    return buf.getvalue()
 
 
 # --------------------------------------------------------------------------- verify
@@ -365,6 +485,33 @@ class _HashingReader(io.RawIOBase):
 def _split_name(name: str) -> tuple[str, str]:
     key, _, ext = posixpath.basename(name).partition(".")
     return key, ext
+
+
+def _check_image(name: str, ext: str, data: bytes, row: Mapping[str, Any]) -> str | None:
+    """Return what is wrong with an image member, or None.
+
+    A member of the release's bytes must hash to ``image_sha256``; a pixel member
+    (``npy.zst``) must decompress to the pixels whose hash the build took from the decoded
+    source image (``pixel_sha256``).
+    """
+    from . import codec
+
+    if ext != codec.EXT:
+        got = hashlib.sha256(data).hexdigest()
+        if got != row["image_sha256"]:
+            return (f"image {name} sha256 expected {row['image_sha256']} (index.parquet), "
+                    f"found {got}")
+        return None
+    want = row.get(PIXEL_COLUMN)
+    if not want:
+        return f"image {name} holds pixels but index.parquet has no {PIXEL_COLUMN} for it"
+    try:
+        got = codec.member_pixel_sha256(data)
+    except SarlangError as e:
+        return f"image {name}: {e}"
+    if got != want:
+        return f"image {name} {PIXEL_COLUMN} expected {want} (index.parquet), found {got}"
+    return None
 
 
 def _verify_shard(
@@ -404,12 +551,9 @@ def _verify_shard(
                     if check_images and row is not None and ext == row["image_ext"]:
                         data = tf.extractfile(info).read()
                         images += 1
-                        got = hashlib.sha256(data).hexdigest()
-                        if got != row["image_sha256"]:
-                            problems.append(
-                                f"{rel}: image {info.name} sha256 expected {row['image_sha256']} "
-                                f"(index.parquet), found {got}"
-                            )
+                        problem = _check_image(info.name, ext, data, row)
+                        if problem:
+                            problems.append(f"{rel}: {problem}")
             if dctx_reader is not None:
                 while dctx_reader.read(1 << 20):
                     pass
@@ -461,7 +605,9 @@ def verify(
 
     Checks each shard's size, sha256 and sample count against ``manifest.json``; its sample keys
     and member offsets against ``index.parquet``; with ``check_images`` every image member's
-    sha256 against the index; and the index's own sha256 and row count against the manifest.
+    sha256 against the index (for pixel members, ``npy.zst``, the sha256 of the decompressed
+    pixels against ``pixel_sha256``, the hash of the source image's decoded pixels); and the
+    index's own sha256 and row count against the manifest.
 
     Args:
         root: dataset root, a local path or an fsspec URL.
@@ -495,6 +641,8 @@ def verify(
         cols = ["key", "shard", "offset", "json_offset", "image_offset", "image_size",
                 "image_ext", "image_sha256"]
         try:
+            if PIXEL_COLUMN in pq.read_schema(io.BytesIO(data)).names:
+                cols.append(PIXEL_COLUMN)
             table = pq.read_table(io.BytesIO(data), columns=cols)
         except Exception as e:  # noqa: BLE001 - a corrupt index is a finding
             problems.append(f"{idx['path']}: unreadable ({type(e).__name__}: {e})")

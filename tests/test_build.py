@@ -354,7 +354,8 @@ def test_refuses_a_folder_that_is_not_a_root(fx, tmp_path):
     (BuildOptions(shard_size=0), r"shard_size=0"),
     (BuildOptions(compress="gzip"), r"compress='gzip'.*none, archive"),
     (BuildOptions(max_reject_rate=1.5), r"max_reject_rate=1.5.*\[0, 1\]"),
-    (BuildOptions(image_codec="zstd"), r"image_codec='zstd'.*source"),
+    (BuildOptions(image_codec="webp"), r"image_codec='webp'.*source, zstd"),
+    (BuildOptions(zstd_jpeg=True), r"zstd_jpeg=True with image_codec='source'.*--image-codec zstd"),
     (BuildOptions(gsd_table=Path("/nonexistent/gsd.csv")), r"gsd_table=.*no such file"),
 ])
 def test_bad_options(fx, tmp_path, opts, match):
