@@ -123,7 +123,8 @@ def _cmd_download(a: argparse.Namespace) -> int:
         a.repo, url=a.url, out=a.out, cities=_csv_list(a.city), tiers=_csv_list(a.tier),
         splits=_csv_list(a.split), sources=_csv_list(a.source), tasks=_csv_list(a.task),
         exact=a.exact, revision=a.revision, dry_run=a.dry_run, endpoint=a.endpoint,
-        workers=a.workers, progress=not a.quiet,
+        workers=a.workers, progress=not a.quiet, image_codec=a.image_codec,
+        zstd_jpeg=a.zstd_jpeg,
     )
     print(report.describe())
     if a.dry_run:
@@ -257,6 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dry-run", action="store_true", help="print what would be fetched and sizes")
     d.add_argument("--endpoint", default=None, help="Hub endpoint (default $HF_ENDPOINT)")
     d.add_argument("--workers", type=int, default=4, help="parallel fetches")
+    d.add_argument("--image-codec", choices=["source", "zstd"], default="source",
+                   help="zstd: land the subset with lossless pixel members, ready for fast "
+                        "training (downloads as published, then transcodes)")
+    d.add_argument("--zstd-jpeg", action="store_true",
+                   help="with --image-codec zstd, store JPEG sources as pixels too")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     d.set_defaults(func=_cmd_download)
 

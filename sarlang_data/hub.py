@@ -291,6 +291,13 @@ def plan_publish(
                           "(files per commit)")
     root = Path(root)
     manifest, local = _root_files(root, repo_id)
+    codec = manifest.get("build", {}).get("image_codec", "source")
+    if codec != "source":
+        # the Hub copy keeps the release's bytes so viewers and stock tools see PNG/JPEG
+        raise ConfigError(
+            f"root={str(root)!r}: built with image_codec={codec!r} (pixel members), which the "
+            "Hub copy must not carry; publish the source-codec root it was transcoded from, "
+            "and let users pass --image-codec zstd to `sarlang-data download`")
     remote = _remote_tree(_hf_api(api, endpoint, token), repo_id, revision)
     files = [PublishFile(p, n, sha, src, not _already_there(n, sha, src, remote.get(p)))
              for p, n, sha, src in local]
@@ -1001,6 +1008,8 @@ def download(
     storage_options: Mapping[str, Any] | None = None,
     workers: int = 4,
     progress: bool = True,
+    image_codec: str = "source",
+    zstd_jpeg: bool = False,
 ) -> DownloadReport:
     """Download the samples of a dataset root that match the filters, as a dataset root.
 
@@ -1042,6 +1051,11 @@ def download(
         storage_options: fsspec options for ``url``.
         workers: parallel fetches.
         progress: show progress bars.
+        image_codec: ``source`` keeps the published bytes; ``zstd`` lands the subset ready for
+            fast training: it is downloaded (and verified) into ``OUT.source-download`` beside
+            ``out``, transcoded into ``out`` with :func:`transcode.transcode_root`, and the
+            staging copy removed. A rerun after an interruption resumes the staging download.
+        zstd_jpeg: with ``image_codec="zstd"``, store JPEG sources as pixels too.
 
     Returns:
         A :class:`DownloadReport`.
@@ -1062,6 +1076,14 @@ def download(
         raise ConfigError("out=None: pass the folder to write the subset to, e.g. "
                           "out='./sarlang-rotterdam'")
     out = Path(out)
+    if image_codec not in ("source", "zstd"):
+        raise ConfigError(f"image_codec={image_codec!r}: must be 'source' or 'zstd'")
+    if image_codec != "source":
+        return _download_transcoded(
+            out, image_codec, zstd_jpeg, dry_run, progress, workers,
+            dict(repo=repo, url=url, cities=cities, tiers=tiers, splits=splits,
+                 sources=sources, tasks=tasks, exact=exact, revision=revision,
+                 endpoint=endpoint, token=token, storage_options=storage_options))
     remote = _open_remote(repo, url, revision, endpoint, token, storage_options)
     if not dry_run:
         _check_out(out)
@@ -1406,3 +1428,20 @@ def _write_root(out: Path, source_manifest: Mapping[str, Any], table, entries: l
     write_card(out, manifest)
     write_atomic(out / MANIFEST_NAME, manifest_bytes(manifest))
     return manifest
+
+
+def _download_transcoded(out: Path, image_codec: str, zstd_jpeg: bool, dry_run: bool,
+                         progress: bool, workers: int, fetch: dict[str, Any]) -> DownloadReport:
+    """Download as published into a staging root beside ``out``, then transcode into ``out``."""
+    from .transcode import transcode_root
+
+    staging = out.with_name(out.name + ".source-download")
+    report = download(out=staging, dry_run=dry_run, progress=progress, workers=workers, **fetch)
+    if dry_run:
+        report.out = out
+        return report
+    transcode_root(staging, out, image_codec=image_codec, zstd_jpeg=zstd_jpeg,
+                   workers=min(workers, os.cpu_count() or 1), progress=progress)
+    shutil.rmtree(staging)
+    report.out = out
+    return report

@@ -9,8 +9,10 @@ import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 import servers
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.hf_api import RepoFile
@@ -80,6 +82,14 @@ def _sample_bytes(root: Path, row: dict) -> bytes:
     with open(root / row["shard"], "rb") as f:
         f.seek(row["offset"])
         return f.read(row["size"])
+
+
+def _image_member(root: Path, key: str) -> bytes:
+    r = pq.read_table(root / "index.parquet", filters=[("key", "=", key)],
+                      columns=["shard", "image_offset", "image_size"]).to_pylist()[0]
+    with open(root / r["shard"], "rb") as f:
+        f.seek(r["image_offset"])
+        return f.read(r["image_size"])
 
 
 def _check_subset(out: Path, src: Path, keys: list[str], mode: str) -> dict:
@@ -635,3 +645,37 @@ def test_manifest_json_of_subset_is_versioned_and_valid(src_root, tmp_path):
     assert m["counts"]["rejects"] == 0 and m["rejects"] == {}
     assert {s["sources"][0] for s in m["shards"]} == {"spacenet6"}
     assert m["subset"]["from"] == str(src_root)
+
+
+def test_download_with_zstd_codec_lands_pixels_equal_to_the_source(src_root, nginx, tmp_path):
+    from sarlang_data import codec
+    from sarlang_data.reader import iter_samples
+
+    city = _rows(src_root)[0]["city"]
+    out = tmp_path / "fast"
+    hub.download(url=nginx.url, out=out, cities=[city], image_codec="zstd", zstd_jpeg=True,
+                 progress=False, workers=2)
+    assert not out.with_name(out.name + ".source-download").exists()
+    verify(out)  # checks every pixel hash against the index
+    m = read_manifest(out)
+    assert m["build"]["image_codec"] == {"png": "zstd", "jpg": "zstd"}
+    want = {r["key"]: r for r in _rows(src_root) if r["city"] == city}
+    got = {}
+    for s in m["shards"]:
+        for sample in iter_samples(str(out / s["path"])):
+            assert sample["image_ext"] == codec.EXT
+            got[sample["__key__"]] = codec.decode_array(sample["image"])
+    assert sorted(got) == sorted(want)
+    for key, arr in got.items():
+        r = want[key]
+        src = np.asarray(Image.open(io.BytesIO(_image_member(src_root, r["key"]))))
+        assert np.array_equal(arr, src), key
+
+
+def test_publish_refuses_a_pixel_codec_root(src_root, tmp_path):
+    from sarlang_data.transcode import transcode_root
+
+    fast = tmp_path / "fast"
+    transcode_root(src_root, fast, image_codec="zstd", workers=1, progress=False)
+    with pytest.raises(ConfigError, match=r"image_codec=.*publish the source-codec root"):
+        hub.publish(fast, "me/sar", api=FakeHub())
