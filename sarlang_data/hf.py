@@ -18,6 +18,7 @@ functions that need them and does all I/O through :mod:`sarlang_data.reader` and
 
 from __future__ import annotations
 
+import copy as _copy
 import hashlib
 import json
 import logging
@@ -31,12 +32,29 @@ from typing import Any, TextIO
 import datasets
 
 from . import __version__, schema
+from .codec import EXT as _PIXEL_EXT
+from .codec import decode_image
 from .configs import CONFIGS, DEFAULT_CONFIG, Config, get_config
 from .errors import ConfigError, ManifestError, unknown_name
 from .reader import ReadStats, check_on_error, iter_samples
+from .torch import (
+    Part,
+    check_equalize,
+    check_node,
+    fresh_state,
+    iter_rows,
+    node_from_env,
+    node_part,
+    permutation,
+    split,
+    stream_key,
+    worker_info,
+)
 from .views import CHAT_FORMATS, rows, sample_filter
 
 log = logging.getLogger(__name__)
+#: the path suffix of rows whose image is a pixel member (see sarlang_data.codec)
+PIXEL_SUFFIX = "." + _PIXEL_EXT
 
 #: the dataset's name as users type it; resolves as DESIGN section 1 says
 DATASET_ALIAS = "sarlang-1m"
@@ -258,6 +276,9 @@ class SarlangBuilder(datasets.GeneratorBasedBuilder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         from .manifest import read_manifest
 
+        # streaming-only options; not part of the config (they do not change the rows)
+        self._dist_option = _check_distributed(kwargs.pop("distributed", None))
+        self._equalize = check_equalize(kwargs.pop("equalize", None))
         name = kwargs.get("config_name")
         get_config(name)  # unknown names: ConfigError with the valid ones, closest first
         root = resolve_root(DATASET_ALIAS, kwargs.get("data_dir"))
@@ -336,6 +357,83 @@ class SarlangBuilder(datasets.GeneratorBasedBuilder):
             per_split.setdefault(shard["split"], []).append(join(self._root, shard["path"]))
         return {s: per_split[s] for s in schema.SPLITS if s in per_split}
 
+    def shard_rows(self, split: str) -> tuple[list[str], list[int], list[int]]:
+        """Return the URLs, rows of this config and sizes in bytes of a split's shards.
+
+        Rows come from the manifest's per-shard config counts; when the ``cities`` or
+        ``sources`` filters keep only part of a shard, from ``index.parquet`` (read once).
+
+        Args:
+            split: a split of the selection.
+
+        Returns:
+            ``(urls, rows, sizes)``, in manifest order.
+
+        """
+        from .manifest import join
+
+        shards = [s for s in self.selected_shards() if s["split"] == split]
+        urls = [join(self._root, s["path"]) for s in shards]
+        sizes = [int(s["bytes"]) for s in shards]
+        cfg = get_config(self.config.name)
+        cities, sources = self.config.cities, self.config.sources
+
+        def inside(shard: Mapping[str, Any]) -> bool:
+            return ((cities is None or set(shard["cities"]) <= set(cities))
+                    and (sources is None or set(shard["sources"]) <= set(sources)))
+
+        if all(inside(s) for s in shards):
+            return urls, [int(s["configs"][cfg.name]) for s in shards], sizes
+        return urls, self._index_rows(shards), sizes
+
+    def _index_rows(self, shards: list[dict]) -> list[int]:
+        """Rows of this config per shard, counted in ``index.parquet`` with the row filters."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from .manifest import read_index
+
+        cfg = get_config(self.config.name)
+        if cfg.unit == "caption":
+            kinds = schema.CAPTION_KINDS if cfg.kind is None else (cfg.kind,)
+            counted = [f"n_{k}" for k in kinds]
+        elif cfg.unit == "qa":
+            counted = [f"n_{t}" for t in (schema.TASKS if cfg.task is None else (cfg.task,))]
+        else:
+            counted = []
+        table = read_index(self._root, ["shard", "city", "source", "tier", *counted],
+                           _fs_options(self.storage_options, self._root))
+        mask = pc.is_in(table["shard"], value_set=pa.array([s["path"] for s in shards]))
+        for column, values in (("city", self.config.cities), ("source", self.config.sources),
+                               ("tier", self.config.tiers)):
+            if values is not None:
+                mask = pc.and_(mask, pc.is_in(table[column], value_set=pa.array(list(values))))
+        table = table.filter(mask)
+        if counted:
+            n = pc.cast(table[counted[0]], pa.int64())
+            for column in counted[1:]:
+                n = pc.add(n, pc.cast(table[column], pa.int64()))
+            values = n.to_pylist()
+        else:  # image-centric: one row per sample
+            values = [1] * len(table)
+        per_shard: dict[str, int] = {}
+        for shard, count in zip(table["shard"].to_pylist(), values, strict=True):
+            per_shard[shard] = per_shard.get(shard, 0) + count
+        return [per_shard.get(s["path"], 0) for s in shards]
+
+    def _reader(self) -> _ShardReader:
+        c = self.config
+        return _ShardReader(c.name, c.cities, c.tiers, c.sources, c.chat_format, c.on_error,
+                            _fs_options(self.storage_options, self._root), self.read_stats)
+
+    def _node(self) -> tuple[int, int] | None:
+        """Return this process's ``(rank, world_size)`` for streaming, or None."""
+        if self._dist_option is False:
+            return None
+        if self._dist_option is None:
+            return node_from_env()
+        return self._dist_option if self._dist_option[1] > 1 else None
+
     def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
         return [
             datasets.SplitGenerator(name=split, gen_kwargs={"shards": urls})
@@ -343,9 +441,23 @@ class SarlangBuilder(datasets.GeneratorBasedBuilder):
         ]
 
     def _get_examples_iterable_for_split(self, split_generator: datasets.SplitGenerator) -> Any:
-        inner = super()._get_examples_iterable_for_split(split_generator)
         if _TypedRows is None:  # pragma: no cover - a datasets without typed iterables
-            return inner
+            return super()._get_examples_iterable_for_split(split_generator)
+        urls, counts, sizes = self.shard_rows(str(split_generator.name))
+        node = self._node()
+        inner = _SarlangRows(self._reader(), urls, counts, sizes, node=node,
+                             equalize=self._equalize)
+        if node is not None:
+            part, eq = inner.plan()
+            log.info("rank %d of %d reads %d of the %d shards with rows of split %r (%d of %d "
+                     "rows%s); pass distributed=False to read the whole split on every rank",
+                     node[0], node[1], len(part.shards), sum(1 for c in counts if c),
+                     str(split_generator.name),
+                     part.yields, sum(counts),
+                     f", every {part.step}-th row of each" if part.fallback else "")
+            if eq is not None:
+                log.log(logging.WARNING if eq.dropped or eq.repeated else logging.INFO,
+                        "split %r: %s", str(split_generator.name), eq.describe())
         # rows of image-centric configs own their sample's image; text configs share it
         shared = get_config(self.config.name).unit != "image"
         return _TypedRows(inner, self.info.features, self.config.decode, shared=shared)
@@ -357,21 +469,73 @@ class SarlangBuilder(datasets.GeneratorBasedBuilder):
         return ds
 
     def _generate_examples(self, shards: list[str]) -> Iterator[tuple[Any, dict[str, Any]]]:
-        cfg = get_config(self.config.name)
-        keep = sample_filter(cities=self.config.cities, tiers=self.config.tiers,
-                             sources=self.config.sources)
-        chat_format = self.config.chat_format
-        options = _fs_options(self.storage_options, self._root)
-        make_key = _key_maker()
+        reader = self._reader()
         for shard_idx, url in enumerate(shards):
-            n = 0
-            for sample in iter_samples(url, on_error=self.config.on_error,
-                                       storage_options=options, stats=self.read_stats):
-                if keep is not None and not keep(sample["json"]):
+            for _, key, row in reader.rows(url, shard_idx):
+                yield key, row
+
+
+@dataclass
+class _ShardReader:
+    """Reads one config's rows of one shard; small and picklable (DataLoader workers copy it).
+
+    Attributes:
+        config: config name.
+        cities: city filter (None keeps all).
+        tiers: tier filter.
+        sources: source filter.
+        chat_format: layout of ``chat`` rows.
+        on_error: ``raise`` or ``skip``.
+        storage_options: fsspec options for the root.
+        stats: read counters (each process updates its own copy).
+
+    """
+
+    config: str
+    cities: tuple[str, ...] | None
+    tiers: tuple[str, ...] | None
+    sources: tuple[str, ...] | None
+    chat_format: str
+    on_error: str
+    storage_options: dict[str, Any]
+    stats: ReadStats
+
+    def rows(self, url: str, shard_idx: int, start: int = 0, size: int | None = None, *,
+             plain_keys: bool = False) -> Iterator[tuple[int, Any, dict[str, Any]]]:
+        """Yield ``(k, key, row)`` for rows ``k >= start`` of one shard (``k`` counts from 0).
+
+        Samples whose rows all come before ``start`` are skipped without making rows.
+        ``plain_keys`` makes keys ``(shard_idx, k)`` tuples, which streams take; building
+        ``datasets``' own ``Key`` for every row costs more than the rest of a row's
+        bookkeeping, and only preparing a Dataset needs it.
+        """
+        cfg = get_config(self.config)
+        keep = sample_filter(cities=self.cities, tiers=self.tiers, sources=self.sources)
+        make_key = None if plain_keys else _key_maker()
+        chat_format = self.chat_format
+        k = 0
+        for sample in iter_samples(url, on_error=self.on_error,
+                                   storage_options=self.storage_options, stats=self.stats,
+                                   size=size):
+            record = sample["json"]
+            if keep is not None and not keep(record):
+                continue
+            if k < start:
+                n = cfg.rows_in(record)
+                if k + n <= start:
+                    k += n
                     continue
-                for row in rows(cfg, sample, chat_format=chat_format):
-                    yield make_key(shard_idx, n, sample["__key__"]), row
-                    n += 1
+            made = rows(cfg, sample, chat_format=chat_format)
+            if make_key is None and k >= start:  # the streaming path: every row is wanted
+                for row in made:
+                    yield k, (shard_idx, k), row
+                    k += 1
+                continue
+            for row in made:
+                if k >= start:
+                    yield k, ((shard_idx, k) if make_key is None else
+                              make_key(shard_idx, k, sample["__key__"])), row
+                k += 1
 
 
 try:
@@ -381,6 +545,144 @@ except ImportError:  # pragma: no cover - checked by tests on datasets 3.6 and 5
 
 
 if _BaseExamplesIterable is not None:
+
+    class _SarlangRows(_BaseExamplesIterable):
+        """The rows of one split: planned by rows per shard, split, shuffled, resumable.
+
+        A pure description until iterated: the split's shard URLs, rows and sizes, this
+        process's rank (``node``), ``equalize``, the shuffle seed and buffer size, an epoch
+        token and the reader splits applied so far. :func:`sarlang_data.torch.node_part` and
+        :func:`sarlang_data.torch.split` turn it into the :class:`~sarlang_data.torch.Part`
+        this reader reads (see that module for the rules); :func:`~sarlang_data.torch.iter_rows`
+        reads it. It speaks ``datasets``' examples-iterable protocol, so ``datasets``' own
+        worker and node splitting (used by ``.map()``, ``split_dataset_by_node`` ...) get the
+        balanced assignment too; there, as ``datasets`` decides, readers beyond the number
+        of shards stop (it logs a warning), while :class:`SarlangIterableDataset` itself
+        splits rows among them instead (:meth:`split_rows`).
+        """
+
+        def __init__(self, reader: _ShardReader, urls: list[str], counts: list[int],
+                     sizes: list[int], *, node: tuple[int, int] | None = None,
+                     equalize: str | None = None, seed: int | None = None,
+                     buffer_size: int = 0, epoch_token: int = 0,
+                     splits: tuple[tuple[int, int, bool], ...] = ()) -> None:
+            super().__init__()
+            self.reader = reader
+            self.urls = list(urls)
+            self.counts = list(counts)
+            self.sizes = list(sizes)
+            self.node = node
+            self.equalize = equalize
+            self.seed = seed
+            self.buffer_size = buffer_size
+            self.epoch_token = epoch_token
+            self.splits = tuple(splits)
+            self._plan: tuple[Part, Any] | None = None
+
+        def copy(self, **changes: Any) -> _SarlangRows:
+            """Return a copy with some attributes changed and no iteration state."""
+            new = _copy.copy(self)
+            new.__dict__.update(changes)
+            new._plan = None
+            new._state_dict = None
+            return new
+
+        def plan(self) -> tuple[Part, Any]:
+            """Return ``(part, equalized)``: what this reader reads, and what equalize did."""
+            if self._plan is None:
+                order = None
+                if self.seed is not None:
+                    order = permutation(len(self.urls),
+                                        stream_key("shards", self.seed, self.epoch_token))
+                part, eq = node_part(self.counts, order, self.node, self.equalize)
+                for n, i, rows_too in self.splits:
+                    part = _split_part(part, self.counts, n, i, rows_too)
+                self._plan = (part, eq)
+            return self._plan
+
+        def split_rows(self, n: int, i: int) -> _SarlangRows:
+            """Return reader ``i`` of ``n``: shards balanced by rows, or every ``n``-th row.
+
+            Unlike :meth:`shard_data_sources`, every reader gets rows when there are fewer
+            shards than readers (each reads all shards and keeps every ``n``-th row).
+            """
+            return self.copy(splits=(*self.splits, (n, i, True)))
+
+        @property
+        def num_shards(self) -> int:
+            return len(self.plan()[0].shards)
+
+        def split_shard_indices_by_worker(self, num_shards: int, index: int,
+                                          contiguous: bool = True) -> list[int]:
+            # as datasets' default (readers beyond the number of shards get none and are
+            # stopped by datasets), but which shards is decided by rows
+            part = _split_part(self.plan()[0], self.counts, num_shards, index, False)
+            return list(range(len(part.shards)))
+
+        def shard_data_sources(self, num_shards: int, index: int, contiguous: bool = True
+                               ) -> _SarlangRows:
+            return self.copy(splits=(*self.splits, (num_shards, index, False)))
+
+        def shuffle_data_sources(self, generator: Any) -> _SarlangRows:
+            # datasets passes default_rng(epoch) each epoch: one draw makes the epoch token
+            return self.copy(epoch_token=int(generator.integers(0, 2**62)))
+
+        def reshard_data_sources(self) -> _SarlangRows:
+            return self.copy()
+
+        def _init_state_dict(self) -> dict:
+            self._state_dict = fresh_state(self.plan()[0])
+            return self._state_dict
+
+        def load_state_dict(self, state_dict: dict | None) -> dict:
+            self._init_state_dict()
+            if state_dict is not None:
+                self._state_dict = _copy_state(state_dict)
+            return self._state_dict
+
+        def state_dict(self) -> dict:
+            if self._state_dict is None:
+                raise RuntimeError("call _init_state_dict() first")
+            return _copy_state(self._state_dict)
+
+        def _read(self, shard: int, start: int) -> Iterator[tuple[int, Any, dict[str, Any]]]:
+            return self.reader.rows(self.urls[shard], shard, start, self.sizes[shard] or None,
+                                    plain_keys=True)
+
+        def __iter__(self) -> Iterator[tuple[Any, dict[str, Any]]]:
+            part, _ = self.plan()
+            state = self._state_dict if self._state_dict is not None else fresh_state(part)
+            if part.fallback and self.splits and self.splits[-1][1:] == (0, True):
+                n = self.splits[-1][0]
+                log.warning(
+                    "%d readers (DataLoader workers) for %d shards: each reads all of them and "
+                    "keeps every %d-th row, so every row still comes once but shards are read "
+                    "%d times; use at most %d workers, or a root with more shards",
+                    n, len(part.shards), n, n, len(part.shards))
+            key = None
+            if self.seed is not None:
+                key = stream_key("rows", self.seed, self.epoch_token, self.node, self.splits)
+            yield from iter_rows(part, self._read, state, shuffle_key=key,
+                                 buffer_size=self.buffer_size)
+
+    def _split_part(part: Part, counts: list[int], n: int, i: int, rows_too: bool) -> Part:
+        """Return reader ``i`` of ``n``'s part (see :func:`sarlang_data.torch.split`).
+
+        Without ``rows_too``, readers ``>= len(part.shards)`` get nothing and the others
+        divide the part: ``datasets``' rule for its workers, which stops those readers.
+        """
+        if rows_too:
+            return split(part, counts, n, i)
+        k = min(n, len(part.shards))
+        if i >= k:
+            return Part((), 0, target=0 if part.target is not None else None)
+        return split(part, counts, k, i)
+
+    def _copy_state(state: Mapping[str, Any]) -> dict:
+        """Copy a stream state (flat values plus the buffer's ``[j, k]`` pairs)."""
+        out = dict(state)
+        out["buffer"] = [list(p) for p in state.get("buffer") or ()]
+        return out
 
     class _TypedRows(_BaseExamplesIterable):
         """Streamed rows that already have their feature types.
@@ -426,6 +728,16 @@ if _BaseExamplesIterable is not None:
             self._state_dict = self.ex_iterable._init_state_dict()
             return self._state_dict
 
+        def load_state_dict(self, state_dict: dict) -> dict:
+            # the inner iterable owns the state; datasets' generic merge would drop a buffer
+            self._state_dict = self.ex_iterable.load_state_dict(state_dict)
+            return self._state_dict
+
+        def split_shard_indices_by_worker(self, num_shards: int, index: int,
+                                          contiguous: bool = True) -> list[int]:
+            return self.ex_iterable.split_shard_indices_by_worker(num_shards, index,
+                                                                  contiguous=contiguous)
+
         def shuffle_data_sources(self, generator: Any) -> _TypedRows:
             return self._wrap(self.ex_iterable.shuffle_data_sources(generator))
 
@@ -445,12 +757,19 @@ if _BaseExamplesIterable is not None:
             last_bytes: Any = None
             last_image: Any = None
 
+            def decode(value: dict[str, Any]) -> Any:
+                # pixel members (npy.zst) straight to our codec; datasets.Image would reach the
+                # same plugin through PIL.Image.open's format probing
+                if (value["path"] or "").endswith(PIXEL_SUFFIX):
+                    return decode_image(value["bytes"])
+                return image.decode_example(value)
+
             def decoded(value: dict[str, Any]) -> Any:
                 nonlocal last_bytes, last_image
                 if not self._shared:
-                    return image.decode_example(value)
+                    return decode(value)
                 if value["bytes"] is not last_bytes:
-                    last_bytes, last_image = value["bytes"], image.decode_example(value)
+                    last_bytes, last_image = value["bytes"], decode(value)
                 return last_image.copy()
 
             for key, row in self.ex_iterable:
@@ -459,15 +778,155 @@ if _BaseExamplesIterable is not None:
                 else:
                     row["images"] = [decoded(v) for v in row["images"]]
                 yield key, row
+
     class SarlangIterableDataset(datasets.IterableDataset):
-        """The streams of :func:`load_dataset`: an IterableDataset whose casts know our rows.
+        """The streams of :func:`load_dataset`: rank-aware, balanced, exactly resumable.
+
+        Iteration (``__iter__``) plans this reader's rows itself (rank, then DataLoader
+        worker, balanced by the manifest's rows per shard; see :mod:`sarlang_data.torch`),
+        so ``num_workers`` of 0, 1, 2, 4 ... each read every row of this rank once, and
+        workers beyond the number of shards split rows instead of idling. ``shuffle`` and
+        ``set_epoch`` shuffle shard order and a row buffer from ``(seed, epoch)``, the same
+        on every rank; ``state_dict``/``load_state_dict`` (used by torchdata's
+        ``StatefulDataLoader``, per worker) resume exactly, buffered rows included.
 
         Rows arrive already typed (see ``_TypedRows``), and ``datasets`` does not re-apply
         features to typed rows; so ``decode()`` switches our own image decoding, and ``cast``/
         ``cast_column`` hand rows to ``datasets`` in their encoded form to cast them itself.
-        Other methods return plain ``IterableDataset`` objects, as ``datasets`` makes them: cast
-        or change decoding first (or pass ``decode=`` to :func:`load_dataset`).
+        Other methods return plain ``IterableDataset`` objects, as ``datasets`` makes them:
+        they keep this rank's part, the balanced worker split and the shuffle (all live in
+        the examples iterable), under ``datasets``' own state handling. Shuffle, cast or
+        change decoding first (or pass ``decode=`` to :func:`load_dataset`).
         """
+
+        def _inner(self) -> _SarlangRows | None:
+            ex = self._ex_iterable
+            if (isinstance(ex, _TypedRows) and isinstance(ex.ex_iterable, _SarlangRows)
+                    and not self._formatting and not getattr(self, "_distributed", None)):
+                return ex.ex_iterable
+            return None
+
+        def _with_inner(self, inner: _SarlangRows) -> SarlangIterableDataset:
+            ds = self.__class__.__new__(self.__class__)
+            ds.__dict__.update(self.__dict__)
+            ds.__dict__.pop("_sarlang_state", None)
+            ds.__dict__.pop("_sarlang_resume", None)
+            ds._epoch = _shared_epoch(int(self._epoch))  # its own epoch, as datasets' copies
+            ds._ex_iterable = self._ex_iterable._wrap(inner)
+            return ds
+
+        def __iter__(self) -> Iterator[dict[str, Any]]:
+            inner = self._inner()
+            if inner is None:
+                yield from super().__iter__()
+                return
+            import numpy as np
+
+            epoch = self.epoch
+            if epoch:
+                inner = inner.shuffle_data_sources(np.random.default_rng(epoch))
+            worker = worker_info()
+            if worker is not None and worker[1] > 1:
+                inner = inner.split_rows(worker[1], worker[0])
+            else:
+                inner = inner.copy()
+            _, eq = inner.plan()
+            if eq is not None and inner.seed is not None and (worker is None or worker[0] == 0):
+                # shuffled plans change with the epoch, and so may the rows per rank
+                log.log(logging.WARNING if eq.dropped or eq.repeated else logging.INFO,
+                        "epoch %d: %s", epoch, eq.describe())
+            inner._init_state_dict()
+            resume = self.__dict__.pop("_sarlang_resume", None)
+            if resume is not None and resume.get("rows") is not None:
+                if resume.get("epoch") == epoch:
+                    inner.load_state_dict(resume["rows"])
+                else:
+                    log.warning("load_state_dict(): the state is of epoch %s but the dataset "
+                                "is at epoch %d, so epoch %d starts from its beginning; call "
+                                "set_epoch(%s) first to resume", resume.get("epoch"), epoch,
+                                epoch, resume.get("epoch"))
+            self._sarlang_state = {"format": _STATE_FORMAT, "epoch": epoch,
+                                   "rows": inner._state_dict}
+            for _, row in self._ex_iterable._wrap(inner):
+                yield row
+
+        def shuffle(self, seed: int | None = None, generator: Any = None,
+                    buffer_size: int = 1000, max_buffer_input_shards: int | None = None
+                    ) -> datasets.IterableDataset:
+            """Shuffle shard order and rows through a buffer, from ``(seed, epoch)``.
+
+            Unlike ``datasets``' shuffle, the result resumes exactly from ``state_dict()``
+            with any number of DataLoader workers, buffered rows included. Shard order is
+            drawn from ``seed`` and the epoch (``set_epoch``), the same on every rank; each
+            reader's rows then pass a buffer of ``buffer_size`` rows.
+
+            Args:
+                seed: the seed; needed when ranks are split (every rank must draw alike).
+                    None draws one (single process only).
+                generator: a numpy Generator to draw the seed from, when ``seed`` is None.
+                buffer_size: rows held in the buffer (>= 1; 1 shuffles shards only).
+                max_buffer_input_shards: accepted for ``datasets`` compatibility and ignored:
+                    each reader reads its shards one after another.
+
+            Returns:
+                The shuffled stream.
+
+            Raises:
+                ConfigError: a bad ``buffer_size``, or no seed for a rank-split stream.
+
+            """
+            inner = self._inner()
+            if inner is None:
+                return super().shuffle(seed=seed, generator=generator, buffer_size=buffer_size)
+            if not isinstance(buffer_size, int) or isinstance(buffer_size, bool) or (
+                    buffer_size < 1):
+                raise ConfigError(f"buffer_size={buffer_size!r}: must be an integer >= 1 "
+                                  "(rows held for shuffling); pass e.g. buffer_size=1000")
+            if seed is None and generator is not None:
+                seed = int(generator.integers(0, 2**63))
+            if seed is None:
+                if inner.node is not None:
+                    raise ConfigError(
+                        f"shuffle(seed=None) on rank {inner.node[0]} of {inner.node[1]}: "
+                        "every rank must shuffle alike or they read overlapping shards; pass "
+                        "the same seed on every rank, e.g. shuffle(seed=42)"
+                    )
+                import secrets
+
+                seed = secrets.randbits(63)
+            return self._with_inner(inner.copy(seed=int(seed), buffer_size=buffer_size))
+
+        def state_dict(self) -> dict:
+            """Return the stream's position: epoch, read position and buffered rows.
+
+            Taken between two rows, it resumes after the last one returned (see
+            :mod:`sarlang_data.torch`). ``StatefulDataLoader`` calls it in each worker.
+            """
+            if self._inner() is None:
+                return super().state_dict()
+            state = self.__dict__.get("_sarlang_state")
+            if state is None:
+                return {"format": _STATE_FORMAT, "epoch": self.epoch, "rows": None}
+            return {"format": _STATE_FORMAT, "epoch": state["epoch"],
+                    "rows": _copy_state(state["rows"])}
+
+        def load_state_dict(self, state_dict: dict) -> None:
+            """Make the next iteration resume from ``state_dict`` (when its epoch matches).
+
+            Raises:
+                ConfigError: a state of another kind of stream, or (when iterating) of a
+                    different plan (config, filters, seed, world size, worker count).
+
+            """
+            if self._inner() is None:
+                return super().load_state_dict(state_dict)
+            if not isinstance(state_dict, Mapping) or state_dict.get("format") != _STATE_FORMAT:
+                raise ConfigError(
+                    "load_state_dict(): not a state of a sarlang_data stream (no format "
+                    f"{_STATE_FORMAT!r}); pass what state_dict() of the same stream returned"
+                )
+            self._sarlang_resume = dict(state_dict)
+            return None
 
         def _retyped(self, features: datasets.Features, rows: datasets.Features, decode: bool,
                      typed: bool) -> SarlangIterableDataset:
@@ -508,7 +967,29 @@ if _BaseExamplesIterable is not None:
 
 else:  # pragma: no cover
     _TypedRows = None
+    _SarlangRows = None
     SarlangIterableDataset = None
+
+#: marks the states of our streams
+_STATE_FORMAT = "sarlang-stream-1"
+
+
+def _shared_epoch(epoch: int) -> Any:
+    """Return an epoch counter as ``datasets`` keeps it (shared with persistent workers)."""
+    try:
+        from datasets.iterable_dataset import _maybe_share_with_torch_persistent_workers
+    except ImportError:  # pragma: no cover - older datasets keep a plain int
+        return epoch
+    return _maybe_share_with_torch_persistent_workers(epoch)
+
+
+def _check_distributed(value: Any) -> bool | tuple[int, int] | None:
+    """Validate ``distributed``: None (auto), False (off), True (auto) or (rank, world)."""
+    if value is None or value is True:
+        return None
+    if value is False:
+        return False
+    return check_node(value)
 
 
 def _set_decode(feature: Any, enable: bool) -> Any:
@@ -545,16 +1026,20 @@ def _key_maker():
 def _fs_options(storage_options: Mapping[str, Any] | None, root: str) -> dict[str, Any]:
     """Return the fsspec options for a root's protocol.
 
-    ``datasets`` keys storage options by protocol (``{"hf": {...}}``); users usually pass them
-    flat. Both forms are accepted.
+    ``datasets`` keys storage options by protocol (``{"hf": {...}}``), and adds its own
+    ``{"hf": {"endpoint": ..., "token": ...}}`` to the dict it is given; users usually pass
+    them flat. Both forms are accepted; flat options win over the nested ones of the root's
+    protocol, and other protocols' nested options are dropped.
     """
+    import fsspec
+
     opts = dict(storage_options or {})
     protocol = root.split("://", 1)[0] if "://" in root else "file"
+    protocols = set(fsspec.available_protocols())
     nested = opts.get(protocol)
-    if isinstance(nested, Mapping):
-        return dict(nested)
-    # drop other protocols' nested options that datasets may have added
-    return {k: v for k, v in opts.items() if not isinstance(v, Mapping) or k == "headers"}
+    # nested options of the filesystem itself (s3fs's client_kwargs, HTTP headers) stay
+    flat = {k: v for k, v in opts.items() if not (isinstance(v, Mapping) and k in protocols)}
+    return {**nested, **flat} if isinstance(nested, Mapping) else flat
 
 
 # --------------------------------------------------------------------------- load_dataset
@@ -575,9 +1060,20 @@ def load_dataset(
     decode: bool = True,
     on_error: str = "raise",
     storage_options: Mapping[str, Any] | None = None,
+    equalize: bool | str = False,
+    distributed: bool | tuple[int, int] | None = None,
     **kwargs: Any,
 ) -> Any:
     """Load a config of SARLANG-1M, with the calling conventions of ``datasets.load_dataset``.
+
+    Streams are ready for ``torch.utils.data.DataLoader`` (any ``num_workers``) and for
+    multi-node training: under ``torchrun`` (``RANK``/``WORLD_SIZE`` set) or after
+    ``torch.distributed.init_process_group``, each rank streams only its own shards, and
+    ``equalize=True`` gives every rank the same number of rows. Ranks are split first, then
+    each rank's DataLoader workers (see :mod:`sarlang_data.torch`). Frameworks that split a
+    stream across ranks themselves (``datasets.distributed.split_dataset_by_node``,
+    accelerate's ``IterableDatasetShard`` and ``dispatch_batches`` under
+    ``transformers.Trainer``) must get the whole stream: pass ``distributed=False``.
 
     Args:
         path: ``"sarlang-1m"`` (``$SARLANG_DATA``, else the bundled preview), a dataset root
@@ -596,6 +1092,14 @@ def load_dataset(
         on_error: ``"raise"`` on a corrupt shard, or ``"skip"`` corrupt samples (logged and
             counted).
         storage_options: fsspec options for the root (credentials, endpoint, ...).
+        equalize: streaming across ranks: give every rank exactly the same number of rows
+            (DDP hangs when one rank has a batch more): ``True``/``"auto"`` drops the rows
+            above the smallest rank's count or repeats rows up to the largest, whichever
+            touches fewer rows (logged with the counts); ``"drop"`` or ``"repeat"`` choose.
+        distributed: streaming only: None (default) splits by rank when
+            ``torch.distributed`` is initialised or ``RANK``/``WORLD_SIZE`` are set;
+            ``False`` reads the whole selection on every rank; ``(rank, world_size)`` sets
+            them explicitly.
         **kwargs: ``cache_dir``, ``chat_format`` (``llamafactory`` or ``trl``), and the
             ``datasets.load_dataset`` options ``download_mode``, ``verification_mode``,
             ``keep_in_memory``, ``num_proc``, ``token``.
@@ -621,6 +1125,12 @@ def load_dataset(
             f"cache_dir, chat_format and {', '.join(_PASSTHROUGH)} besides its named arguments"
         )
     get_config(name)
+    if not streaming and (equalize or distributed is not None):
+        raise ConfigError(
+            f"equalize={equalize!r}, distributed={distributed!r}: these split streams by "
+            "rank and need streaming=True; a prepared Dataset takes a "
+            "torch.utils.data.DistributedSampler (drop_last=True equalizes) instead"
+        )
     root = resolve_root(path, data_dir)
     builder = SarlangBuilder(
         cache_dir=cache_dir,
@@ -634,6 +1144,8 @@ def load_dataset(
         decode=decode,
         on_error=on_error,
         chat_format=chat_format,
+        equalize=equalize,
+        distributed=distributed,
     )
     _check_split(builder, split)
     if streaming:

@@ -78,58 +78,57 @@ def _common(sample: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _caption(c: Mapping[str, Any]) -> dict[str, Any]:
-    return {"kind": c["kind"], "text": c["text"], "kind_from": c["kind_from"]}
-
-
-def _qa(q: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "task": q["task"],
-        "question_type": q["question_type"],
-        "question": q["question"],
-        "answer": q["answer"],
-        "bbox": q["bbox_xywh"],
-        "task_from": q["task_from"],
-        "subset": q["subset"],
-    }
+# The row makers below build each row as one dict literal from local names: on the hot path
+# of every text config that is about 40% cheaper per row than ``{**common, ...}`` and a call
+# per caption or QA (bench/bench_read.py). Rows of one sample share its image dict.
 
 
 def _image_rows(cfg: Config, sample: Mapping[str, Any]) -> list[dict[str, Any]]:
-    if not cfg.rows_in(sample["json"]):
-        return []
     rec = sample["json"]
+    if cfg.tier is not None and rec["tier"] != cfg.tier:
+        return []
     row = _common(sample)
-    row["captions"] = [_caption(c) for c in rec["captions"]]
-    row["qa"] = [_qa(q) for q in rec["qa"]]
+    row["captions"] = [{"kind": c["kind"], "text": c["text"], "kind_from": c["kind_from"]}
+                       for c in rec["captions"]]
+    row["qa"] = [{"task": q["task"], "question_type": q["question_type"],
+                  "question": q["question"], "answer": q["answer"], "bbox": q["bbox_xywh"],
+                  "task_from": q["task_from"], "subset": q["subset"]} for q in rec["qa"]]
     return [row]
 
 
 def _caption_rows(cfg: Config, sample: Mapping[str, Any]) -> list[dict[str, Any]]:
-    texts = cfg.select_texts(sample["json"])
+    rec = sample["json"]
+    texts = rec["captions"] if cfg.kind is None else cfg.select_texts(rec)
     if not texts:
         return []
-    common = _common(sample)
+    image = image_value(sample)
+    key, city, tier, gsd_m = rec["key"], rec["city"], rec["tier"], rec["gsd_m"]
+    source, split = rec["source"], rec["split"]
     if cfg.kind is None:
-        return [{**common, "caption": c["text"], "kind": c["kind"]} for c in texts]
-    return [{**common, "caption": c["text"]} for c in texts]
+        return [{"image": image, "key": key, "city": city, "tier": tier, "gsd_m": gsd_m,
+                 "source": source, "split": split, "caption": c["text"], "kind": c["kind"]}
+                for c in texts]
+    return [{"image": image, "key": key, "city": city, "tier": tier, "gsd_m": gsd_m,
+             "source": source, "split": split, "caption": c["text"]} for c in texts]
 
 
 def _qa_rows(cfg: Config, sample: Mapping[str, Any]) -> list[dict[str, Any]]:
-    texts = cfg.select_texts(sample["json"])
+    rec = sample["json"]
+    texts = rec["qa"] if cfg.task is None else cfg.select_texts(rec)
     if not texts:
         return []
-    common = _common(sample)
+    image = image_value(sample)
+    key, city, tier, gsd_m = rec["key"], rec["city"], rec["tier"], rec["gsd_m"]
+    source, split = rec["source"], rec["split"]
     if cfg.task is None:
-        return [
-            {**common, "question": q["question"], "answer": q["answer"], "task": q["task"],
-             "question_type": q["question_type"], "bbox": q["bbox_xywh"]}
-            for q in texts
-        ]
-    return [
-        {**common, "question": q["question"], "answer": q["answer"],
-         "question_type": q["question_type"], "bbox": q["bbox_xywh"]}
-        for q in texts
-    ]
+        return [{"image": image, "key": key, "city": city, "tier": tier, "gsd_m": gsd_m,
+                 "source": source, "split": split, "question": q["question"],
+                 "answer": q["answer"], "task": q["task"], "question_type": q["question_type"],
+                 "bbox": q["bbox_xywh"]} for q in texts]
+    return [{"image": image, "key": key, "city": city, "tier": tier, "gsd_m": gsd_m,
+             "source": source, "split": split, "question": q["question"],
+             "answer": q["answer"], "question_type": q["question_type"],
+             "bbox": q["bbox_xywh"]} for q in texts]
 
 
 def conversation(record: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -85,3 +85,81 @@ def write_tar():
 def tar_members():
     """``tar_members(path) -> [(name, bytes), ...]`` of a tar or tar.zst, via ``tarfile``."""
     return _tar_members
+
+
+# ----------------------------------------------------------------------- real servers
+# Session-wide, started on first use and stopped at the end (see tests/servers.py).
+
+
+@pytest.fixture(scope="session")
+def big_root(tmp_path_factory) -> Path:
+    """A root built from the ``preview`` preset at 256 px: 52 shards, the largest ~1.5 MB.
+
+    Its largest shard is bigger than one remote read (1 MiB), so a test can see the first
+    row arrive before that shard is read through.
+    """
+    from sarlang_data import synth
+    from sarlang_data.build import BuildOptions, build
+
+    base = tmp_path_factory.mktemp("big")
+    synth.generate(base / "syn", preset="preview", seed=0, image_size=256, progress=False,
+                   workers=1)
+    root = base / "root"
+    build(base / "syn" / "SARLANG_1M", root,
+          BuildOptions(gsd_table=base / "syn" / "gsd_table.csv", workers=1), progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def served_dir(tiny_root, big_root, tmp_path_factory) -> Path:
+    """A folder with ``tiny/`` (the tiny root) and ``big/`` (:func:`big_root`), as symlinks."""
+    served = tmp_path_factory.mktemp("served")
+    (served / "tiny").symlink_to(tiny_root, target_is_directory=True)
+    (served / "big").symlink_to(big_root, target_is_directory=True)
+    return served
+
+
+@pytest.fixture(scope="session")
+def http_server(served_dir, tmp_path_factory):
+    """nginx serving :func:`served_dir` (``.url + "tiny"`` is the tiny root)."""
+    import servers
+
+    with servers.start_nginx(served_dir, tmp_path_factory.mktemp("nginx")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """SeaweedFS with an S3 gateway and one bucket (credentials in ``.storage_options``)."""
+    import servers
+
+    with servers.start_seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def s3_tiny_root(s3_server, tiny_root) -> str:
+    """The tiny root uploaded to ``s3://BUCKET/tiny``."""
+    import servers
+
+    return servers.upload_tree(s3_server, tiny_root, "tiny")
+
+
+@pytest.fixture(scope="session")
+def s3_big_root(s3_server, big_root) -> str:
+    """The big root uploaded to ``s3://BUCKET/big``."""
+    import servers
+
+    return servers.upload_tree(s3_server, big_root, "big")
+
+
+@pytest.fixture(scope="session")
+def olah_server(served_dir, tmp_path_factory):
+    """olah serving :func:`served_dir` as the Hub dataset ``sarlang/preview``.
+
+    ``.root_url + "/tiny"`` is the tiny root (``hf://datasets/sarlang/preview@main/tiny``).
+    """
+    import servers
+
+    with servers.start_olah(tmp_path_factory.mktemp("olah"), served_dir) as srv:
+        yield srv

@@ -1,0 +1,516 @@
+"""DataLoader iteration, balanced assignment, equalize, shuffle, exact resume, collate."""
+
+import collections
+import io
+import logging
+import random
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from sarlang_data import hf
+from sarlang_data import torch as st
+from sarlang_data.configs import get_config
+from sarlang_data.errors import ConfigError
+from sarlang_data.manifest import read_index, read_manifest
+
+
+@pytest.fixture(scope="module")
+def index(tiny_root):
+    return read_index(tiny_root).to_pylist()
+
+
+def _load(root, name, tmp_path, **kw):
+    kw.setdefault("decode", False)
+    return hf.load_dataset(str(root), name, streaming=True, cache_dir=str(tmp_path / "c"), **kw)
+
+
+def _ident(row):
+    """A row's identity: its key and its text (or the image-centric row's key)."""
+    return (row["key"], row.get("question") or row.get("caption") or "")
+
+
+def _expected(name, index, split, keep=lambda r: True):
+    cfg = get_config(name)
+    out = collections.Counter()
+    for r in index:
+        if r["split"] != split or not keep(r) or (cfg.tier and r["tier"] != cfg.tier):
+            continue
+        if cfg.unit == "image":
+            out[(r["key"], "")] += 1
+        else:
+            for t in cfg.select_texts({"captions": r["captions"], "qa": r["qa"]}):
+                out[(r["key"], t.get("text") or t.get("question"))] += 1
+    return out
+
+
+def _fake_read(counts):
+    """A read(shard, start) over synthetic shards: row k of shard s is (s, k)."""
+
+    def read(s, start):
+        for k in range(start, counts[s]):
+            yield k, (s, k), {"id": (s, k)}
+
+    return read
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def test_balanced_bins_are_a_partition_and_even():
+    rng = random.Random(5)
+    for _ in range(200):
+        weights = [rng.choice([0, 1, 3, 50, 200]) + rng.randrange(40)
+                   for _ in range(rng.randrange(1, 30))]
+        n = rng.randrange(1, 8)
+        bins = st.balanced_bins(weights, n)
+        assert len(bins) == n
+        assert sorted(i for b in bins for i in b) == list(range(len(weights)))
+        loads = [sum(weights[i] for i in b) for b in bins]
+        assert max(loads) - min(loads) <= max(weights)
+        assert max(loads) <= sum(weights) / n + max(weights)
+        assert bins == st.balanced_bins(weights, n)  # deterministic
+        assert all(b == sorted(b) for b in bins)
+
+
+def test_balance_beats_counting_shards(tiny_root):
+    # what datasets does by shard count alone: every n-th shard
+    counts = [s["configs"]["vqa"] for s in read_manifest(tiny_root)["shards"]
+              if s["split"] == "train"]
+    for n in (2, 3, 4):
+        by_count = [sum(counts[i::n]) for i in range(n)]
+        ours = [st.split(st.whole(counts), counts, n, i).rows for i in range(n)]
+        assert sum(ours) == sum(counts)
+        assert max(ours) - min(ours) <= min(max(by_count) - min(by_count), max(counts))
+        assert max(ours) < max(by_count)
+
+
+def test_nested_splits_read_every_row_exactly_once():
+    rng = random.Random(11)
+    for _ in range(150):
+        counts = [rng.randrange(0, 9) for _ in range(rng.randrange(1, 12))]
+        order = rng.sample(range(len(counts)), len(counts))
+        world = rng.randrange(1, 5)
+        workers = rng.randrange(1, 6)
+        seen = collections.Counter()
+        for rank in range(world):
+            node, _ = st.node_part(counts, order, (rank, world))
+            for w in range(workers):
+                part = st.split(node, counts, workers, w)
+                got = [key for _, key, _ in st.iter_part(part, _fake_read(counts),
+                                                         st.fresh_state(part))]
+                assert len(got) == part.rows
+                seen.update(got)
+        assert seen == collections.Counter((s, k) for s, c in enumerate(counts)
+                                           for k in range(c))
+
+
+def test_fallback_only_when_shards_are_fewer_than_readers():
+    counts = [5, 7, 2]
+    whole = st.whole(counts)
+    assert not st.split(whole, counts, 3, 1).fallback
+    parts = [st.split(whole, counts, 4, i) for i in range(4)]
+    assert all(p.fallback and p.shards == (0, 1, 2) for p in parts)
+    assert [p.rows for p in parts] == [4, 4, 3, 3]
+    assert st.whole([0, 3, 0]).shards == (1,)  # shards without rows are not read at all
+
+
+@pytest.mark.parametrize("mode", ["auto", "drop", "repeat"])
+def test_equalize_gives_every_rank_the_same_rows(mode):
+    rng = random.Random(3)
+    for _ in range(100):
+        counts = [rng.randrange(1, 30) for _ in range(rng.randrange(1, 14))]
+        world = rng.randrange(2, 5)
+        if sum(counts) < world:
+            continue
+        plain = [st.node_part(counts, None, (r, world))[0].rows for r in range(world)]
+        lo, hi = min(plain), max(plain)
+        parts, eqs = zip(*(st.node_part(counts, None, (r, world), mode)
+                           for r in range(world)), strict=True)
+        target = parts[0].target
+        expected = {"drop": lo, "repeat": hi}.get(mode) or (
+            lo if sum(plain) - world * lo <= world * hi - sum(plain) else hi)
+        assert target == expected
+        assert eqs[0].dropped == sum(plain) - world * lo if target == lo else eqs[0].dropped == 0
+        for r in range(world):
+            workers = rng.randrange(1, 4)
+            total = []
+            for w in range(workers):
+                part = st.split(parts[r], counts, workers, w)
+                total += [k for _, k, _ in st.iter_part(part, _fake_read(counts),
+                                                        st.fresh_state(part))]
+            assert len(total) == target
+            own = collections.Counter(k for _, k, _ in st.iter_part(
+                st.node_part(counts, None, (r, world))[0], _fake_read(counts),
+                st.fresh_state(parts[r])))
+            got = collections.Counter(total)
+            # dropping keeps a subset of the rank's rows; repeating keeps all of them
+            assert all(got[k] <= (1 if target <= own.total() else 2 + target // max(1, len(own)))
+                       for k in got)
+            assert set(got) <= set(own)
+            if target >= own.total():
+                assert set(got) == set(own)
+
+
+def test_equalize_refuses_ranks_without_rows():
+    with pytest.raises(ConfigError, match=r"rank \d of 4 has no rows \(3 rows in the selection\)"):
+        st.node_part([3], None, (0, 4), "auto")
+    with pytest.raises(ConfigError, match="equalize='sideways'"):
+        st.check_equalize("sideways")
+
+
+def test_apportion():
+    assert st.apportion(10, [3, 3, 4]) == [3, 3, 4]
+    assert st.apportion(7, [3, 3, 4]) == [2, 2, 3]
+    assert st.apportion(13, [3, 3, 4]) == [4, 4, 5]
+    assert st.apportion(5, [0, 4, 4]) == [0, 3, 2]
+    assert st.apportion(0, [0, 0]) == [0, 0]
+    with pytest.raises(ConfigError, match="has none to repeat"):
+        st.apportion(2, [0, 0])
+
+
+def test_node_from_env(monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert st.node_from_env() is None
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert st.node_from_env() == (1, 3)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert st.node_from_env() is None
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(ConfigError, match="WORLD_SIZE='two'"):
+        st.node_from_env()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "2")
+    with pytest.raises(ConfigError, match=r"rank must be in 0..world_size-1"):
+        st.node_from_env()
+
+
+# --------------------------------------------------------------------------- DataLoader
+
+
+@pytest.mark.parametrize("num_workers", [0, 1, 2, 4])
+@pytest.mark.parametrize("name", ["vqa", "captions", "chat"])
+def test_dataloader_reads_every_row_once(name, num_workers, tiny_root, index, tmp_path):
+    ds = _load(tiny_root, name, tmp_path, split="train")
+    loader = DataLoader(ds, batch_size=5, num_workers=num_workers, collate_fn=list)
+    got = collections.Counter(_ident(r) for batch in loader for r in batch)
+    assert got == _expected(name, index, "train")
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_dataloader_over_a_prepared_dataset(num_workers, tiny_root, index, tmp_path):
+    ds = hf.load_dataset(str(tiny_root), "captions", split="test", decode=False,
+                         cache_dir=str(tmp_path / "c"))
+    loader = DataLoader(ds, batch_size=4, num_workers=num_workers, collate_fn=list)
+    assert collections.Counter(_ident(r) for b in loader for r in b) == _expected(
+        "captions", index, "test")
+
+
+def test_workers_read_balanced_shares(tiny_root, tmp_path):
+    ds = _load(tiny_root, "vqa", tmp_path, split="train")
+    inner = ds._ex_iterable.ex_iterable
+    counts = inner.counts
+    for n in (2, 4):
+        rows = []
+        for i in range(n):
+            worker = inner.shard_data_sources(n, i)
+            got = list(worker)  # what this worker yields, read for real
+            assert len(got) == worker.plan()[0].rows
+            rows.append(len(got))
+        assert sum(rows) == sum(counts)
+        assert max(rows) - min(rows) <= max(counts)
+        by_count = [sum(counts[i::n]) for i in range(n)]
+        assert max(rows) - min(rows) < max(by_count) - min(by_count)
+
+
+def test_fewer_shards_than_workers_split_rows_with_a_warning(tiny_root, index, tmp_path,
+                                                              caplog):
+    ds = _load(tiny_root, "vqa", tmp_path, split="train", cities=["rotterdam"])
+    assert ds.n_shards == 1
+    expected = _expected("vqa", index, "train", keep=lambda r: r["city"] == "rotterdam")
+    loader = DataLoader(ds, batch_size=None, num_workers=4)
+    assert collections.Counter(_ident(r) for r in loader) == expected
+    inner = ds._ex_iterable.ex_iterable
+    with caplog.at_level(logging.WARNING, logger="sarlang_data.hf"):
+        parts = [list(inner.split_rows(3, i)) for i in range(3)]
+    assert sum(len(p) for p in parts) == expected.total()
+    assert max(len(p) for p in parts) - min(len(p) for p in parts) <= 1
+    [warning] = [r.message for r in caplog.records if "keeps every 3-th row" in r.message]
+    assert "3 readers (DataLoader workers) for 1 shards" in warning
+
+
+def test_n_shards_counts_only_shards_with_rows(tiny_root, tmp_path, monkeypatch):
+    from sarlang_data import reader
+
+    manifest = read_manifest(tiny_root)
+    with_captions = [s for s in manifest["shards"] if s["split"] == "train"
+                     and s["configs"]["captions"]]
+    ds = _load(tiny_root, "captions", tmp_path, split="train")
+    assert ds.n_shards == len(with_captions) < sum(
+        s["split"] == "train" for s in manifest["shards"])
+    opened = []
+    real = reader.open_url
+    monkeypatch.setattr(reader, "open_url", lambda url, *a, **k: opened.append(url) or real(
+        url, *a, **k))
+    list(ds)
+    assert sorted(opened) == sorted(str(tiny_root / s["path"]) for s in with_captions)
+
+
+def test_source_filter_counts_rows_from_the_index(tiny_root, index, tmp_path):
+    b = hf.SarlangBuilder(cache_dir=str(tmp_path / "c"), config_name="vqa",
+                          data_dir=str(tiny_root), decode=False, sources=["dfc2023"])
+    urls, counts, _ = b.shard_rows("train")
+    per_shard = collections.Counter()
+    for r in index:
+        if r["split"] == "train" and r["source"] == "dfc2023":
+            per_shard[str(tiny_root / r["shard"])] += len(r["qa"])
+    assert dict(zip(urls, counts, strict=True)) == {u: per_shard[u] for u in urls}
+    ds = b.as_streaming_dataset(split="train")
+    assert sum(1 for _ in ds) == sum(counts)
+
+
+# --------------------------------------------------------------------------- shuffle
+
+
+def test_shuffle_permutes_rows_by_seed_and_epoch(tiny_root, index, tmp_path):
+    ds = _load(tiny_root, "vqa", tmp_path, split="train")
+    plain = [_ident(r) for r in ds]
+    s1 = ds.shuffle(seed=1, buffer_size=16)
+    a = [_ident(r) for r in s1]
+    assert collections.Counter(a) == collections.Counter(plain) and a != plain
+    assert a == [_ident(r) for r in ds.shuffle(seed=1, buffer_size=16)]
+    assert a != [_ident(r) for r in ds.shuffle(seed=2, buffer_size=16)]
+    s1.set_epoch(1)
+    b = [_ident(r) for r in s1]
+    assert collections.Counter(b) == collections.Counter(plain) and b != a
+    assert [_ident(r) for r in ds] == plain  # the original is untouched
+    # shard order alone (buffer of one row) changes too
+    firsts = {_ident(next(iter(ds.shuffle(seed=s, buffer_size=1)))) for s in range(6)}
+    assert len(firsts) > 1
+    with pytest.raises(ConfigError, match="buffer_size=0"):
+        ds.shuffle(seed=1, buffer_size=0)
+
+
+def test_shuffled_ranks_agree_on_the_shard_order(tiny_root, tmp_path):
+    world = 3
+    parts = []
+    for rank in range(world):
+        ds = _load(tiny_root, "vqa", tmp_path, split="train", distributed=(rank, world))
+        s = ds.shuffle(seed=7, buffer_size=8)
+        s.set_epoch(2)
+        parts.append([_ident(r) for r in s])
+    everything = [_ident(r) for r in _load(tiny_root, "vqa", tmp_path, split="train")]
+    assert collections.Counter(x for p in parts for x in p) == collections.Counter(everything)
+    keys = [{k for k, _ in p} for p in parts]
+    assert not (keys[0] & keys[1]) and not (keys[1] & keys[2]) and not (keys[0] & keys[2])
+    ds = _load(tiny_root, "vqa", tmp_path, split="train", distributed=(0, world))
+    with pytest.raises(ConfigError, match="every rank must shuffle alike"):
+        ds.shuffle(buffer_size=8)
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def _ids(rows):
+    return [_ident(r) for r in rows]
+
+
+@pytest.mark.parametrize("stop", [0, 1, 15, 16, 17, 120, 259, 260])
+def test_resume_in_process_is_exact(stop, tiny_root, tmp_path):
+    def fresh():
+        s = _load(tiny_root, "vqa", tmp_path, split="train").shuffle(seed=5, buffer_size=16)
+        s.set_epoch(3)
+        return s
+
+    full = _ids(fresh())
+    assert len(full) == 260
+    ds = fresh()
+    it = iter(ds)
+    head = [_ident(next(it)) for _ in range(stop)]
+    state = ds.state_dict()
+    again = fresh()
+    again.load_state_dict(state)
+    assert head + _ids(again) == full
+    again.load_state_dict(state)  # a state is used by one iteration only
+    list(again)
+    assert _ids(again) == full
+
+
+def _batches(loader, stop=None):
+    out = []
+    for i, batch in enumerate(loader):
+        out.append([_ident(r) for r in batch])
+        if stop is not None and i + 1 == stop:
+            break
+    return out
+
+
+@pytest.mark.parametrize("stop", [1, 4, 9, 17])
+def test_stateful_dataloader_resumes_exactly_with_two_workers(stop, tiny_root, tmp_path):
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    def loader():
+        s = _load(tiny_root, "vqa", tmp_path, split="train").shuffle(seed=9, buffer_size=20)
+        return StatefulDataLoader(s, batch_size=7, num_workers=2, collate_fn=list)
+
+    full = _batches(loader())
+    rows = [x for b in full for x in b]
+    assert len(rows) == 260 and len(set(rows)) == len(rows)  # vqa rows are distinct
+    first = loader()
+    head = _batches(first, stop)
+    state = first.state_dict()
+    second = loader()
+    second.load_state_dict(state)
+    rest = _batches(second)
+    assert head + rest == full  # no row lost or repeated, in the very same order
+
+
+def test_a_state_of_another_plan_is_refused(tiny_root, tmp_path):
+    ds = _load(tiny_root, "vqa", tmp_path, split="train").shuffle(seed=1, buffer_size=4)
+    it = iter(ds)
+    next(it)
+    state = ds.state_dict()
+    other = _load(tiny_root, "vqa", tmp_path, split="train").shuffle(seed=2, buffer_size=4)
+    other.load_state_dict(state)
+    with pytest.raises(ConfigError, match="other shards, seed, rank or number of DataLoader"):
+        next(iter(other))
+    with pytest.raises(ConfigError, match="not a state of a sarlang_data stream"):
+        other.load_state_dict({"examples_iterable": {}, "epoch": 0})
+
+
+def test_equalize_in_process_ranks(tiny_root, index, tmp_path, caplog):
+    world = 3
+    with caplog.at_level(logging.INFO, logger="sarlang_data.hf"):
+        parts = [_ids(_load(tiny_root, "vqa", tmp_path, split="train", equalize=True,
+                            distributed=(r, world))) for r in range(world)]
+    assert len({len(p) for p in parts}) == 1
+    assert any("equalize: every rank yields" in r.message for r in caplog.records)
+    plain = [_ids(_load(tiny_root, "vqa", tmp_path, split="train", distributed=(r, world)))
+             for r in range(world)]
+    for p, q in zip(parts, plain, strict=True):
+        assert set(p) <= set(q)
+    with pytest.raises(ConfigError, match="need streaming=True"):
+        hf.load_dataset(str(tiny_root), "vqa", split="train", equalize=True,
+                        cache_dir=str(tmp_path / "c"))
+    with pytest.raises(ConfigError, match=r"distributed=\(2, 2\)"):
+        _load(tiny_root, "vqa", tmp_path, distributed=(2, 2))
+
+
+# --------------------------------------------------------------------------- collate
+
+
+def test_collate_images_texts_and_metadata(tiny_root, tmp_path):
+    rows = list(_load(tiny_root, "vqa", tmp_path, split="test", decode=True))[:6]
+    raw = list(_load(tiny_root, "vqa", tmp_path, split="test"))[:6]
+    batch = st.collate(rows)
+    assert set(batch) == set(rows[0])
+    assert batch["question"] == [r["question"] for r in rows]
+    assert batch["key"] == [r["key"] for r in rows] and batch["bbox"] == [r["bbox"] for r in rows]
+    assert batch["gsd_m"].dtype == torch.float64
+    assert batch["gsd_m"].tolist() == [r["gsd_m"] for r in rows]
+    images = batch["image"] if isinstance(batch["image"], list) else list(batch["image"])
+    for t, r in zip(images, rows, strict=True):
+        pixels = np.asarray(r["image"])
+        assert t.dtype == torch.uint8 and t.shape == (1, *pixels.shape)
+        assert np.array_equal(t[0].numpy(), pixels)
+    from_bytes = st.collate(raw)  # decode=False rows give the same tensors
+    other = from_bytes["image"] if isinstance(from_bytes["image"], list) else list(
+        from_bytes["image"])
+    assert all(torch.equal(a, b) for a, b in zip(images, other, strict=True))
+
+
+def test_collate_with_a_transform_stacks_and_normalises(tiny_root, tmp_path):
+    rows = list(_load(tiny_root, "images", tmp_path, split="train", decode=True))[:8]
+    sizes = {r["image"].size for r in rows}
+    plain = st.collate(rows)
+    if len(sizes) > 1:
+        assert isinstance(plain["image"], list)
+    tf = st.ResizeNormalize(32, mean=[0.5], std=[0.25])
+    batch = st.collate(rows, image_transform=tf)
+    assert batch["image"].shape == (8, 1, 32, 32) and batch["image"].dtype == torch.float32
+    expect = np.asarray(rows[0]["image"].resize((32, 32), Image.BILINEAR), np.float32)
+    assert torch.allclose(batch["image"][0, 0], torch.from_numpy((expect / 255 - 0.5) / 0.25),
+                          atol=1e-5)
+    rgb = st.collate(rows, image_transform=st.ResizeNormalize((40, 24), mode="RGB"))
+    assert rgb["image"].shape == (8, 3, 24, 40)
+    assert batch["captions"] == [r["captions"] for r in rows]
+    chat = list(_load(tiny_root, "chat", tmp_path, split="test"))[:3]
+    c = st.collate(chat, image_transform=st.ResizeNormalize(16))
+    assert [len(x) for x in c["images"]] == [1, 1, 1] and c["images"][0][0].shape == (1, 16, 16)
+    assert c["messages"] == [r["messages"] for r in chat]
+    with pytest.raises(TypeError, match="cannot make an image of a str"):
+        st.collate([{"image": "x.png"}])
+
+
+def test_collate_in_a_dataloader(tiny_root, tmp_path):
+    import functools
+
+    ds = _load(tiny_root, "vqa", tmp_path, split="train", decode=True)
+    loader = DataLoader(ds, batch_size=16, num_workers=2, collate_fn=functools.partial(
+        st.collate, image_transform=st.ResizeNormalize(24)))
+    batches = list(loader)
+    assert sum(len(b["question"]) for b in batches) == 260
+    assert all(b["image"].shape[1:] == (1, 24, 24) for b in batches)
+
+
+def test_collate_reads_pixel_members():
+    from sarlang_data import codec
+
+    pixels = (np.arange(48, dtype=np.uint8).reshape(6, 8) * 5)
+    member = codec.encode_image(Image.fromarray(pixels)).member
+    batch = st.collate([{"image": {"bytes": member, "path": "k.npy.zst"}}])
+    assert torch.equal(batch["image"][0, 0], torch.from_numpy(pixels))
+    png = io.BytesIO()
+    Image.fromarray(pixels).save(png, "PNG")
+    assert torch.equal(st.collate([{"image": {"bytes": png.getvalue(), "path": "k.png"}}])[
+        "image"], batch["image"])
+
+
+# --------------------------------------------------------------------------- datasets methods
+
+
+@pytest.mark.parametrize("num_workers", [2, 4])
+def test_derived_datasets_keep_the_balanced_split(num_workers, tiny_root, index, tmp_path):
+    # .map() returns a plain datasets.IterableDataset, iterated by datasets' own worker
+    # logic over our examples iterable: still every row once, even with more workers than
+    # the selection's single shard
+    ds = _load(tiny_root, "vqa", tmp_path, split="train", cities=["rotterdam"])
+    mapped = ds.map(lambda r: {"n": len(r["question"])})
+    assert type(mapped) is not type(ds)
+    loader = DataLoader(mapped, batch_size=None, num_workers=num_workers)
+    rows = list(loader)
+    assert all(r["n"] == len(r["question"]) for r in rows)
+    assert collections.Counter(_ident(r) for r in rows) == _expected(
+        "vqa", index, "train", keep=lambda r: r["city"] == "rotterdam")
+
+
+def test_fewer_shards_than_ranks_split_rows(tiny_root, index, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="sarlang_data.hf"):
+        parts = [_ids(_load(tiny_root, "vqa", tmp_path, split="train", cities=["rotterdam"],
+                            distributed=(r, 2))) for r in range(2)]
+    expected = _expected("vqa", index, "train", keep=lambda r: r["city"] == "rotterdam")
+    assert collections.Counter(x for p in parts for x in p) == expected
+    assert abs(len(parts[0]) - len(parts[1])) <= 1
+    assert any("every 2-th row of each" in r.message for r in caplog.records)
+
+
+def test_resume_through_datasets_own_state_after_map(tiny_root, tmp_path):
+    # .map() hands iteration and state to datasets' machinery; our rows keep exact resume
+    def fresh():
+        s = _load(tiny_root, "vqa", tmp_path, split="train").shuffle(seed=2, buffer_size=12)
+        return s.map(lambda r: {"n": len(r["question"])})
+
+    full = _ids(fresh())
+    ds = fresh()
+    it = iter(ds)
+    head = [_ident(next(it)) for _ in range(50)]
+    state = ds.state_dict()
+    assert state["examples_iterable"]  # datasets' own layout
+    again = fresh()
+    again.load_state_dict(state)
+    assert head + _ids(again) == full
