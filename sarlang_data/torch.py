@@ -623,6 +623,13 @@ def image_tensor(value: Any, image_transform: Callable[[Any], Any] | None = None
     import numpy as np
     import torch
 
+    if isinstance(value, Mapping) and value.get("bytes") is not None:
+        from . import codec
+
+        if codec.is_member(value["bytes"]):
+            # pixel members (image_codec zstd, decode=False) go straight to an array: no
+            # PIL round trip, no PNG anywhere
+            value = codec.decode_array(value["bytes"])
     if isinstance(value, np.ndarray) and image_transform is None:
         return _to_tensor(value)
     image = _as_pil(value) if not isinstance(value, np.ndarray) else value

@@ -458,12 +458,14 @@ def test_collate_in_a_dataloader(tiny_root, tmp_path):
     assert all(b["image"].shape[1:] == (1, 24, 24) for b in batches)
 
 
-def test_collate_reads_pixel_members():
+def test_collate_reads_pixel_members(monkeypatch):
     from sarlang_data import codec
 
     pixels = (np.arange(48, dtype=np.uint8).reshape(6, 8) * 5)
     member = codec.encode_image(Image.fromarray(pixels)).member
-    batch = st.collate([{"image": {"bytes": member, "path": "k.npy.zst"}}])
+    with monkeypatch.context() as m:  # straight to an array: Pillow never opens the member
+        m.setattr(Image, "open", lambda *a, **k: pytest.fail("PIL opened a pixel member"))
+        batch = st.collate([{"image": {"bytes": member, "path": "k.npy.zst"}}])
     assert torch.equal(batch["image"][0, 0], torch.from_numpy(pixels))
     png = io.BytesIO()
     Image.fromarray(pixels).save(png, "PNG")
