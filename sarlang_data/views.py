@@ -78,9 +78,11 @@ def _common(sample: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-# The row makers below build each row as one dict literal from local names: on the hot path
-# of every text config that is about 40% cheaper per row than ``{**common, ...}`` and a call
-# per caption or QA (bench/bench_read.py). Rows of one sample share its image dict.
+# The text-config row makers copy one template dict per sample that already holds every column
+# (the common ones filled in), then overwrite the row's own: copying a dict of the final size
+# is a single C-level clone, about 20% cheaper per row than a 12-key literal and 45% cheaper
+# than ``{**common, ...}`` (measured in bench/bench_read.py's hot path). Rows of one sample
+# share its image dict.
 
 
 def _image_rows(cfg: Config, sample: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -101,15 +103,22 @@ def _caption_rows(cfg: Config, sample: Mapping[str, Any]) -> list[dict[str, Any]
     texts = rec["captions"] if cfg.kind is None else cfg.select_texts(rec)
     if not texts:
         return []
-    image = image_value(sample)
-    key, city, tier, gsd_m = rec["key"], rec["city"], rec["tier"], rec["gsd_m"]
-    source, split = rec["source"], rec["split"]
+    template = _common(sample)
+    template["caption"] = None
+    out = []
     if cfg.kind is None:
-        return [{"image": image, "key": key, "city": city, "tier": tier, "gsd_m": gsd_m,
-                 "source": source, "split": split, "caption": c["text"], "kind": c["kind"]}
-                for c in texts]
-    return [{"image": image, "key": key, "city": city, "tier": tier, "gsd_m": gsd_m,
-             "source": source, "split": split, "caption": c["text"]} for c in texts]
+        template["kind"] = None
+        for c in texts:
+            row = template.copy()
+            row["caption"] = c["text"]
+            row["kind"] = c["kind"]
+            out.append(row)
+        return out
+    for c in texts:
+        row = template.copy()
+        row["caption"] = c["text"]
+        out.append(row)
+    return out
 
 
 def _qa_rows(cfg: Config, sample: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -117,18 +126,30 @@ def _qa_rows(cfg: Config, sample: Mapping[str, Any]) -> list[dict[str, Any]]:
     texts = rec["qa"] if cfg.task is None else cfg.select_texts(rec)
     if not texts:
         return []
-    image = image_value(sample)
-    key, city, tier, gsd_m = rec["key"], rec["city"], rec["tier"], rec["gsd_m"]
-    source, split = rec["source"], rec["split"]
+    template = _common(sample)
+    template["question"] = template["answer"] = None
+    out = []
     if cfg.task is None:
-        return [{"image": image, "key": key, "city": city, "tier": tier, "gsd_m": gsd_m,
-                 "source": source, "split": split, "question": q["question"],
-                 "answer": q["answer"], "task": q["task"], "question_type": q["question_type"],
-                 "bbox": q["bbox_xywh"]} for q in texts]
-    return [{"image": image, "key": key, "city": city, "tier": tier, "gsd_m": gsd_m,
-             "source": source, "split": split, "question": q["question"],
-             "answer": q["answer"], "question_type": q["question_type"],
-             "bbox": q["bbox_xywh"]} for q in texts]
+        template["task"] = None
+        template["question_type"] = template["bbox"] = None
+        for q in texts:
+            row = template.copy()
+            row["question"] = q["question"]
+            row["answer"] = q["answer"]
+            row["task"] = q["task"]
+            row["question_type"] = q["question_type"]
+            row["bbox"] = q["bbox_xywh"]
+            out.append(row)
+        return out
+    template["question_type"] = template["bbox"] = None
+    for q in texts:
+        row = template.copy()
+        row["question"] = q["question"]
+        row["answer"] = q["answer"]
+        row["question_type"] = q["question_type"]
+        row["bbox"] = q["bbox_xywh"]
+        out.append(row)
+    return out
 
 
 def conversation(record: Mapping[str, Any]) -> list[tuple[str, str]]:
