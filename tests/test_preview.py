@@ -22,7 +22,8 @@ def _files(root: Path) -> dict[str, str]:
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("build_preview", REPO / "scripts/build_preview.py")
+    script = REPO / "scripts" / "build_preview.py"
+    spec = importlib.util.spec_from_file_location("build_preview", script)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
