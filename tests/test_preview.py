@@ -48,3 +48,24 @@ def test_preview_covers_the_catalogue_and_stays_small():
     for name in CONFIGS:  # every config, hence every task and caption kind, has rows
         assert sum(m["configs"][name].values()) > 0, name
     assert set(TASKS) <= set(m["configs"])
+
+
+def test_a_wheel_carries_the_whole_preview(tmp_path):
+    """A non-editable install gets shards/ as sarlang_data/_preview, every file, same bytes."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(REPO)],
+        check=True, capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("sarlang_data-*.whl")
+    prefix = "sarlang_data/_preview/"
+    with zipfile.ZipFile(wheel) as z:
+        packed = {
+            n[len(prefix):]: hashlib.sha256(z.read(n)).hexdigest()
+            for n in z.namelist() if n.startswith(prefix) and not n.endswith("/")
+        }
+    assert packed == _files(SHARDS)
