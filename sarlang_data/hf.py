@@ -22,6 +22,7 @@ import copy as _copy
 import hashlib
 import json
 import logging
+import operator
 import re
 import sys
 import time
@@ -650,6 +651,8 @@ if _BaseExamplesIterable is not None:
                                     plain_keys=True)
 
         def __iter__(self) -> Iterator[tuple[Any, dict[str, Any]]]:
+            # returns the row iterator itself rather than delegating to it: a generator layer
+            # per row less (the warning is logged at iter() instead of at the first row)
             part, _ = self.plan()
             state = self._state_dict if self._state_dict is not None else fresh_state(part)
             if part.fallback and self.splits and self.splits[-1][1:] == (0, True):
@@ -662,8 +665,8 @@ if _BaseExamplesIterable is not None:
             key = None
             if self.seed is not None:
                 key = stream_key("rows", self.seed, self.epoch_token, self.node, self.splits)
-            yield from iter_rows(part, self._read, state, shuffle_key=key,
-                                 buffer_size=self.buffer_size)
+            return iter_rows(part, self._read, state, shuffle_key=key,
+                             buffer_size=self.buffer_size)
 
     def _split_part(part: Part, counts: list[int], n: int, i: int, rows_too: bool) -> Part:
         """Return reader ``i`` of ``n``'s part (see :func:`sarlang_data.torch.split`).
@@ -677,6 +680,8 @@ if _BaseExamplesIterable is not None:
         if i >= k:
             return Part((), 0, target=0 if part.target is not None else None)
         return split(part, counts, k, i)
+
+    _row_of = operator.itemgetter(1)  # the row of a (key, row) pair
 
     def _copy_state(state: Mapping[str, Any]) -> dict:
         """Copy a stream state (flat values plus the buffer's ``[j, k]`` pairs)."""
@@ -751,8 +756,10 @@ if _BaseExamplesIterable is not None:
 
         def __iter__(self) -> Iterator[tuple[Any, dict[str, Any]]]:
             if not (self._decode and self._typed):
-                yield from self.ex_iterable
-                return
+                return iter(self.ex_iterable)  # nothing to do per row: no layer of our own
+            return self._decoded()
+
+        def _decoded(self) -> Iterator[tuple[Any, dict[str, Any]]]:
             image = datasets.Image(decode=True)
             last_bytes: Any = None
             last_image: Any = None
@@ -847,8 +854,8 @@ if _BaseExamplesIterable is not None:
                                 epoch, resume.get("epoch"))
             self._sarlang_state = {"format": _STATE_FORMAT, "epoch": epoch,
                                    "rows": inner._state_dict}
-            for _, row in self._ex_iterable._wrap(inner):
-                yield row
+            # delegating to a C-level map is cheaper per row than unpacking in a loop here
+            yield from map(_row_of, self._ex_iterable._wrap(inner))
 
         def shuffle(self, seed: int | None = None, generator: Any = None,
                     buffer_size: int = 1000, max_buffer_input_shards: int | None = None

@@ -527,19 +527,42 @@ def iter_shuffled(part: Part, read: ReadShard, state: dict[str, Any], buffer_siz
         yield out
 
 
+def _iter_plain(part: Part, read: ReadShard, state: dict[str, Any]
+                ) -> Iterator[tuple[Any, dict]]:
+    """Yield ``(key, row)`` as :func:`iter_part` for a part of step 1 and no target.
+
+    Every row read is kept then, so ``r`` and ``p`` advance with ``k`` inside a shard and
+    each is written from a base instead of read back: per row this is the whole bookkeeping
+    of the stream, and one generator layer less (no ``(j, k)`` position is made).
+    """
+    shards = part.shards
+    while state["j"] < len(shards):
+        j, start = state["j"], state["k"]
+        r0, p0 = state["r"] - start, state["p"] - start
+        for k, row_key, row in read(shards[j], start):
+            k += 1
+            state["k"], state["r"], state["p"] = k, r0 + k, p0 + k
+            yield row_key, row
+        state["j"], state["k"] = j + 1, 0
+
+
 def iter_rows(part: Part, read: ReadShard, state: dict[str, Any], *, shuffle_key: int | None,
               buffer_size: int) -> Iterator[tuple[Any, dict]]:
-    """Yield ``(key, row)`` of a part, shuffled through a buffer when ``shuffle_key`` is set.
+    """Return the ``(key, row)`` of a part, shuffled through a buffer when ``shuffle_key`` is set.
 
     See :func:`iter_part` and :func:`iter_shuffled`; ``state`` is checked against the part
     and updated as rows are yielded.
+
+    Raises:
+        ConfigError: ``state`` belongs to another plan (raised here, before any row).
+
     """
     check_state(state, part)
     if shuffle_key is not None and buffer_size > 1:
-        yield from iter_shuffled(part, read, state, buffer_size, shuffle_key)
-        return
-    for _, row_key, row in iter_part(part, read, state):
-        yield row_key, row
+        return iter_shuffled(part, read, state, buffer_size, shuffle_key)
+    if part.step == 1 and part.target is None:
+        return _iter_plain(part, read, state)
+    return ((row_key, row) for _, row_key, row in iter_part(part, read, state))
 
 
 # --------------------------------------------------------------------------- collate
