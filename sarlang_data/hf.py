@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy as _copy
 import hashlib
+import itertools
 import json
 import logging
 import operator
@@ -40,9 +41,11 @@ from .errors import ConfigError, ManifestError, unknown_name
 from .reader import ReadStats, check_on_error, iter_samples
 from .torch import (
     Part,
+    SampleCursor,
     check_equalize,
     check_node,
     fresh_state,
+    iter_plain_samples,
     iter_rows,
     node_from_env,
     node_part,
@@ -538,6 +541,37 @@ class _ShardReader:
                               make_key(shard_idx, k, sample["__key__"])), row
                 k += 1
 
+    def samples(self, url: str, start: int = 0, size: int | None = None
+                ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        """Yield ``(k, rows)`` per sample: its rows from row ``k >= start`` of the shard on.
+
+        The rows of :meth:`rows`, a sample's list at a time (streams key them
+        ``(shard_idx, k)`` themselves): a generator step and a tuple per sample instead of
+        per row. Samples that give no row are not yielded.
+        """
+        cfg = get_config(self.config)
+        keep = sample_filter(cities=self.cities, tiers=self.tiers, sources=self.sources)
+        chat_format = self.chat_format
+        k = 0
+        for sample in iter_samples(url, on_error=self.on_error,
+                                   storage_options=self.storage_options, stats=self.stats,
+                                   size=size):
+            record = sample["json"]
+            if keep is not None and not keep(record):
+                continue
+            if k < start:
+                n = cfg.rows_in(record)
+                if k + n <= start:
+                    k += n
+                    continue
+                made = rows(cfg, sample, chat_format=chat_format)[start - k:]
+                k = start
+            else:
+                made = rows(cfg, sample, chat_format=chat_format)
+            if made:
+                yield k, made
+                k += len(made)
+
 
 try:
     from datasets.iterable_dataset import _BaseExamplesIterable
@@ -650,6 +684,25 @@ if _BaseExamplesIterable is not None:
             return self.reader.rows(self.urls[shard], shard, start, self.sizes[shard] or None,
                                     plain_keys=True)
 
+        def _read_samples(self, shard: int, start: int
+                          ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+            return self.reader.samples(self.urls[shard], start, self.sizes[shard] or None)
+
+        def plain_rows(self) -> tuple[SampleCursor, Iterator[dict[str, Any]]] | None:
+            """Return ``(cursor, rows)`` read a sample at a time, or None when shuffled or split.
+
+            For one unshuffled pass over whole shards: the rows of :meth:`__iter__` without
+            keys, chained at C level from per-sample lists; ``cursor.position()`` is the
+            state as of the last row taken (see :class:`~sarlang_data.torch.SampleCursor`).
+            """
+            part, _ = self.plan()
+            if self.seed is not None or part.step != 1 or part.target is not None:
+                return None
+            state = self._state_dict if self._state_dict is not None else fresh_state(part)
+            cursor = SampleCursor(state)
+            return cursor, itertools.chain.from_iterable(
+                iter_plain_samples(part, self._read_samples, cursor))
+
         def __iter__(self) -> Iterator[tuple[Any, dict[str, Any]]]:
             # returns the row iterator itself rather than delegating to it: a generator layer
             # per row less (the warning is logged at iter() instead of at the first row)
@@ -666,7 +719,7 @@ if _BaseExamplesIterable is not None:
             if self.seed is not None:
                 key = stream_key("rows", self.seed, self.epoch_token, self.node, self.splits)
             return iter_rows(part, self._read, state, shuffle_key=key,
-                             buffer_size=self.buffer_size)
+                             buffer_size=self.buffer_size, read_samples=self._read_samples)
 
     def _split_part(part: Part, counts: list[int], n: int, i: int, rows_too: bool) -> Part:
         """Return reader ``i`` of ``n``'s part (see :func:`sarlang_data.torch.split`).
@@ -854,6 +907,14 @@ if _BaseExamplesIterable is not None:
                                 epoch, resume.get("epoch"))
             self._sarlang_state = {"format": _STATE_FORMAT, "epoch": epoch,
                                    "rows": inner._state_dict}
+            outer = self._ex_iterable
+            if not (outer._decode and outer._typed):  # no per-row layer of our own
+                plain = inner.plain_rows()
+                if plain is not None:
+                    # a sample at a time: state_dict() asks the cursor for the exact position
+                    self._sarlang_state["cursor"], stream = plain
+                    yield from stream
+                    return
             # delegating to a C-level map is cheaper per row than unpacking in a loop here
             yield from map(_row_of, self._ex_iterable._wrap(inner))
 
@@ -914,8 +975,9 @@ if _BaseExamplesIterable is not None:
             state = self.__dict__.get("_sarlang_state")
             if state is None:
                 return {"format": _STATE_FORMAT, "epoch": self.epoch, "rows": None}
-            return {"format": _STATE_FORMAT, "epoch": state["epoch"],
-                    "rows": _copy_state(state["rows"])}
+            cursor = state.get("cursor")
+            at = state["rows"] if cursor is None else cursor.position()
+            return {"format": _STATE_FORMAT, "epoch": state["epoch"], "rows": _copy_state(at)}
 
         def load_state_dict(self, state_dict: dict) -> None:
             """Make the next iteration resume from ``state_dict`` (when its epoch matches).

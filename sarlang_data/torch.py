@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import operator
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -56,6 +57,8 @@ _M64 = (1 << 64) - 1
 
 #: ``read(shard, first_row) -> iterator of (row_in_shard, key, row)``: rows of one shard
 ReadShard = Callable[[int, int], Iterator[tuple[int, Any, dict]]]
+#: ``read_samples(shard, first_row) -> iterator of (row_in_shard, rows)``: a sample at a time
+ReadSamples = Callable[[int, int], Iterator[tuple[int, list]]]
 
 
 # --------------------------------------------------------------------------- ranks
@@ -527,31 +530,101 @@ def iter_shuffled(part: Part, read: ReadShard, state: dict[str, Any], buffer_siz
         yield out
 
 
-def _iter_plain(part: Part, read: ReadShard, state: dict[str, Any]
-                ) -> Iterator[tuple[Any, dict]]:
+def _iter_plain(part: Part, read: ReadShard, state: dict[str, Any],
+                read_samples: ReadSamples | None = None) -> Iterator[tuple[Any, dict]]:
     """Yield ``(key, row)`` as :func:`iter_part` for a part of step 1 and no target.
 
     Every row read is kept then, so ``r`` and ``p`` advance with ``k`` inside a shard and
     each is written from a base instead of read back: per row this is the whole bookkeeping
-    of the stream, and one generator layer less (no ``(j, k)`` position is made).
+    of the stream, and one generator layer less (no ``(j, k)`` position is made). With
+    ``read_samples`` the rows come a sample's list at a time, which saves the reader's own
+    generator layer and a tuple per row; keys are then ``(shard, k)``.
     """
     shards = part.shards
     while state["j"] < len(shards):
         j, start = state["j"], state["k"]
         r0, p0 = state["r"] - start, state["p"] - start
-        for k, row_key, row in read(shards[j], start):
-            k += 1
-            state["k"], state["r"], state["p"] = k, r0 + k, p0 + k
-            yield row_key, row
+        if read_samples is None:
+            for k, row_key, row in read(shards[j], start):
+                k += 1
+                state["k"], state["r"], state["p"] = k, r0 + k, p0 + k
+                yield row_key, row
+        else:
+            shard = shards[j]
+            for k, made in read_samples(shard, start):
+                # n is the next row's k: the state is exact between any two rows
+                for n, row in enumerate(made, k + 1):
+                    state["k"], state["r"], state["p"] = n, r0 + n, p0 + n
+                    yield (shard, n - 1), row
+        state["j"], state["k"] = j + 1, 0
+
+
+class SampleCursor:
+    """Where a stream read a sample at a time stands, so its state is exact between any rows.
+
+    :func:`iter_plain_samples` sets the stream state to the position after a whole sample
+    and keeps that sample's row iterator here; :meth:`position` takes off the rows not yet
+    taken from it. The state is then written once per sample instead of once per row, and
+    rows can be handed out by C-level iterators (``itertools.chain``).
+
+    Attributes:
+        state: the stream state (see :func:`fresh_state`), as of the end of the current sample.
+        rows: the current sample's row iterator (a list iterator).
+
+    """
+
+    __slots__ = ("rows", "state")
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.state = state
+        self.rows: Iterator[dict] = iter(())
+
+    def position(self) -> dict[str, Any]:
+        """Return a copy of the state as of the last row taken (what :func:`iter_part` keeps)."""
+        out = dict(self.state)
+        left = operator.length_hint(self.rows)
+        if left:  # rows of a plain part: k, r and p all count each of them
+            out["k"] -= left
+            out["r"] -= left
+            out["p"] -= left
+        return out
+
+
+def iter_plain_samples(part: Part, read_samples: ReadSamples, cursor: SampleCursor
+                       ) -> Iterator[Iterator[dict]]:
+    """Yield an iterator over each sample's rows of a part of step 1 and no target.
+
+    The rows, chained, are those of :func:`iter_rows` unshuffled (keys left out); the state
+    as of the last row taken is ``cursor.position()`` (``cursor.state`` is updated per sample).
+
+    Raises:
+        ConfigError: ``cursor.state`` belongs to another plan (raised at the first step).
+
+    """
+    state = cursor.state
+    check_state(state, part)
+    shards = part.shards
+    while state["j"] < len(shards):
+        j, start = state["j"], state["k"]
+        r0, p0 = state["r"] - start, state["p"] - start
+        for k, made in read_samples(shards[j], start):
+            n = k + len(made)
+            state["k"], state["r"], state["p"] = n, r0 + n, p0 + n
+            cursor.rows = rows = iter(made)
+            yield rows
         state["j"], state["k"] = j + 1, 0
 
 
 def iter_rows(part: Part, read: ReadShard, state: dict[str, Any], *, shuffle_key: int | None,
-              buffer_size: int) -> Iterator[tuple[Any, dict]]:
+              buffer_size: int, read_samples: ReadSamples | None = None
+              ) -> Iterator[tuple[Any, dict]]:
     """Return the ``(key, row)`` of a part, shuffled through a buffer when ``shuffle_key`` is set.
 
     See :func:`iter_part` and :func:`iter_shuffled`; ``state`` is checked against the part
-    and updated as rows are yielded.
+    and updated as rows are yielded. ``read_samples(shard, start)``, when given, yields
+    ``(k, rows)``: the rows of one sample from row ``k`` of the shard on (``k >= start``),
+    the same rows as ``read`` with keys ``(shard, k)``; unshuffled streams of one pass
+    read through it, a sample at a time.
 
     Raises:
         ConfigError: ``state`` belongs to another plan (raised here, before any row).
@@ -561,7 +634,7 @@ def iter_rows(part: Part, read: ReadShard, state: dict[str, Any], *, shuffle_key
     if shuffle_key is not None and buffer_size > 1:
         return iter_shuffled(part, read, state, buffer_size, shuffle_key)
     if part.step == 1 and part.target is None:
-        return _iter_plain(part, read, state)
+        return _iter_plain(part, read, state, read_samples)
     return ((row_key, row) for _, row_key, row in iter_part(part, read, state))
 
 

@@ -516,3 +516,92 @@ def test_resume_through_datasets_own_state_after_map(tiny_root, tmp_path):
     again = fresh()
     again.load_state_dict(state)
     assert head + _ids(again) == full
+
+
+# --------------------------------------------------------------------------- plain fast paths
+
+
+def _fake_samples(sizes):
+    """read and read_samples over synthetic shards of samples with ``sizes[s]`` rows each."""
+
+    def read(s, start):
+        k = 0
+        for n in sizes[s]:
+            for _ in range(n):
+                if k >= start:
+                    yield k, (s, k), {"id": (s, k)}
+                k += 1
+
+    def read_samples(s, start):
+        k = 0
+        for n in sizes[s]:
+            made = [{"id": (s, i)} for i in range(k, k + n)]
+            if k + n > start and made:
+                yield max(k, start), made[max(0, start - k):]
+            k += n
+
+    return read, read_samples
+
+
+def _per_row(part, read, read_samples, saved):
+    """iter_rows' plain path reading a sample at a time: ids and state after every row."""
+    state = dict(saved)
+    got = []
+    for key, row in st.iter_rows(part, read, state, shuffle_key=None, buffer_size=0,
+                                 read_samples=read_samples):
+        assert key == row["id"]
+        got.append((row["id"], dict(state)))
+    return got, state
+
+
+def _chained(part, read, read_samples, saved):
+    """iter_plain_samples with its cursor, as the top-level stream reads."""
+    cursor = st.SampleCursor(dict(saved))
+    got = [(row["id"], cursor.position())
+           for rows in st.iter_plain_samples(part, read_samples, cursor) for row in rows]
+    return got, cursor.position()
+
+
+def test_plain_paths_keep_iter_parts_state_after_every_row_and_resume_exactly():
+    rng = random.Random(7)
+    resumes = 0
+    for _ in range(150):
+        sizes = [[rng.choice((0, 1, 1, 2, 3, 5)) for _ in range(rng.randint(0, 4))]
+                 for _ in range(rng.randint(1, 5))]
+        counts = [sum(s) for s in sizes]
+        order = list(range(len(counts)))
+        rng.shuffle(order)
+        part = st.whole(counts, order)
+        read, read_samples = _fake_samples(sizes)
+        state = st.fresh_state(part)
+        ref = [(row["id"], dict(state)) for _, _, row in st.iter_part(part, read, state)]
+        final = dict(state)
+        assert [i for i, _ in ref] == [(s, k) for s in part.shards for k in range(counts[s])]
+
+        for run in (_per_row, _chained):
+            assert run(part, read, read_samples, st.fresh_state(part)) == (ref, final)
+            for i, (_, saved) in enumerate(ref):  # resume after every row
+                assert run(part, read, read_samples, saved) == (ref[i + 1:], final)
+                resumes += 1
+    assert resumes > 1000
+
+
+def test_unshuffled_stream_state_after_every_row_matches_iter_part(tiny_root, tmp_path):
+    ds = _load(tiny_root, "vqa", tmp_path, split="train")
+    inner = ds._inner().copy()
+    part, _ = inner.plan()
+    state = st.fresh_state(part)
+    ref = [(_ident(row), hf._copy_state(state))
+           for _, _, row in st.iter_part(part, inner._read, state)]
+    assert len(ref) == 260
+    got = []
+    for row in ds:
+        assert "cursor" in ds._sarlang_state  # the sample-at-a-time path is the one tested
+        got.append((_ident(row), ds.state_dict()["rows"]))
+    assert got == ref
+    full = [i for i, _ in ref]
+    for stop in (0, 1, 2, 3, 50, 129, 258, 259, 260):
+        again = _load(tiny_root, "vqa", tmp_path, split="train")
+        if stop:
+            again.load_state_dict({**ds.state_dict(), "rows": ref[stop - 1][1]})
+        assert full[:stop] + _ids(again) == full
