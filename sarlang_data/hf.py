@@ -513,32 +513,15 @@ class _ShardReader:
         ``datasets``' own ``Key`` for every row costs more than the rest of a row's
         bookkeeping, and only preparing a Dataset needs it.
         """
-        cfg = get_config(self.config)
-        keep = sample_filter(cities=self.cities, tiers=self.tiers, sources=self.sources)
         make_key = None if plain_keys else _key_maker()
-        chat_format = self.chat_format
-        k = 0
-        for sample in iter_samples(url, on_error=self.on_error,
-                                   storage_options=self.storage_options, stats=self.stats,
-                                   size=size):
-            record = sample["json"]
-            if keep is not None and not keep(record):
-                continue
-            if k < start:
-                n = cfg.rows_in(record)
-                if k + n <= start:
-                    k += n
-                    continue
-            made = rows(cfg, sample, chat_format=chat_format)
-            if make_key is None and k >= start:  # the streaming path: every row is wanted
+        for k, made, sample_key in self._sample_rows(url, start, size):
+            if make_key is None:  # the streaming path
                 for row in made:
                     yield k, (shard_idx, k), row
                     k += 1
                 continue
             for row in made:
-                if k >= start:
-                    yield k, ((shard_idx, k) if make_key is None else
-                              make_key(shard_idx, k, sample["__key__"])), row
+                yield k, make_key(shard_idx, k, sample_key), row
                 k += 1
 
     def samples(self, url: str, start: int = 0, size: int | None = None
@@ -549,6 +532,12 @@ class _ShardReader:
         ``(shard_idx, k)`` themselves): a generator step and a tuple per sample instead of
         per row. Samples that give no row are not yielded.
         """
+        for k, made, _ in self._sample_rows(url, start, size):
+            yield k, made
+
+    def _sample_rows(self, url: str, start: int, size: int | None
+                     ) -> Iterator[tuple[int, list[dict[str, Any]], str]]:
+        """Yield ``(k, rows, sample key)`` per sample with rows ``k >= start`` (none empty)."""
         cfg = get_config(self.config)
         keep = sample_filter(cities=self.cities, tiers=self.tiers, sources=self.sources)
         chat_format = self.chat_format
@@ -569,7 +558,7 @@ class _ShardReader:
             else:
                 made = rows(cfg, sample, chat_format=chat_format)
             if made:
-                yield k, made
+                yield k, made, sample["__key__"]
                 k += len(made)
 
 
