@@ -124,3 +124,22 @@ def make_release(root: Path) -> dict:
                       (f"SARimages/{UNUSED}", "unused_image")],
         "text_rows": sum(len(b) for b in rows.values()),
     }
+
+
+def synth_root(base: Path, *, preset: str, seed: int, image_size: int | None = None,
+               **build_options) -> Path:
+    """Synthesise ``preset`` into ``base/syn``, build it with its GSD table into ``base/root``.
+
+    Extra keyword arguments go to ``BuildOptions`` (``workers`` defaults to 1).
+    """
+    from sarlang_data import synth
+    from sarlang_data.build import BuildOptions, build
+
+    syn = Path(base) / "syn"
+    synth.generate(syn, preset=preset, seed=seed, image_size=image_size, progress=False,
+                   workers=1)
+    root = Path(base) / "root"
+    build_options.setdefault("workers", 1)
+    build(syn / "SARLANG_1M", root,
+          BuildOptions(gsd_table=syn / "gsd_table.csv", **build_options), progress=False)
+    return root

@@ -98,16 +98,9 @@ def big_root(tmp_path_factory) -> Path:
     Its largest shard is bigger than one remote read (1 MiB), so a test can see the first
     row arrive before that shard is read through.
     """
-    from sarlang_data import synth
-    from sarlang_data.build import BuildOptions, build
+    from build_fixture import synth_root
 
-    base = tmp_path_factory.mktemp("big")
-    synth.generate(base / "syn", preset="preview", seed=0, image_size=256, progress=False,
-                   workers=1)
-    root = base / "root"
-    build(base / "syn" / "SARLANG_1M", root,
-          BuildOptions(gsd_table=base / "syn" / "gsd_table.csv", workers=1), progress=False)
-    return root
+    return synth_root(tmp_path_factory.mktemp("big"), preset="preview", seed=0, image_size=256)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import servers
+from build_fixture import synth_root
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.hf_api import RepoFile
 from PIL import Image
@@ -30,16 +31,8 @@ from sarlang_data.manifest import read_manifest, verify
 @pytest.fixture(scope="module")
 def src_root(tmp_path_factory) -> Path:
     """A preview-size root with small images and small shards, so cities span several shards."""
-    from sarlang_data import synth
-
-    base = tmp_path_factory.mktemp("hubsrc")
-    synth.generate(base / "syn", preset="preview", seed=5, image_size=40, progress=False,
-                   workers=1)
-    root = base / "root"
-    build(base / "syn" / "SARLANG_1M", root,
-          BuildOptions(gsd_table=base / "syn" / "gsd_table.csv", workers=1,
-                       shard_size=40 * 1024), progress=False)
-    return root
+    return synth_root(tmp_path_factory.mktemp("hubsrc"), preset="preview", seed=5,
+                      image_size=40, shard_size=40 * 1024)
 
 
 @pytest.fixture(scope="module")
@@ -492,15 +485,8 @@ class FakeHub(HfApi):
 @pytest.fixture(scope="module")
 def many_root(tmp_path_factory) -> Path:
     """A root with 200 shards (one sample each), to exercise batching."""
-    from sarlang_data import synth
-
-    base = tmp_path_factory.mktemp("many")
-    synth.generate(base / "syn", preset="preview", seed=1, image_size=24, progress=False,
-                   workers=1)
-    root = base / "root"
-    build(base / "syn" / "SARLANG_1M", root,
-          BuildOptions(gsd_table=base / "syn" / "gsd_table.csv", workers=1, shard_size=1),
-          progress=False)
+    root = synth_root(tmp_path_factory.mktemp("many"), preset="preview", seed=1, image_size=24,
+                      shard_size=1)
     assert len(read_manifest(root)["shards"]) > 150
     return root
 
