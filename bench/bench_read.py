@@ -14,13 +14,19 @@ cache warm, most of them in this one process:
   do not install or run;
 - ours: ``sarlang_data.load_dataset(..., streaming=True)`` for ``images``, ``vqa`` and
   ``captions``, ``decode=False`` and decoded; a PIL decode-only loop over the same image bytes;
+- the decode-only loop split over 2 forked processes: this machine's ceiling for 2 workers;
 - a ``torch.utils.data.DataLoader`` over our ``vqa`` (``decode=False``) and ``images``
-  (decoded) streams with 0, 1 and 2 workers (batches of 64 rows, identity collate,
-  persistent workers, so a pass measures the steady state and not worker start-up);
+  (decoded) streams with 0, 1 and 2 workers (batches of 64 rows, identity collate, and for
+  ``images`` also ``sarlang_data.torch.collate``'s tensors; persistent workers, so a pass
+  measures the steady state and not worker start-up);
 - ``build`` of the release with 1 and 2 workers (each in a child process);
 - time to the first row: ``load_dataset`` + ``next(iter(...))`` from a local root in this
   process (imports done, as in a training script), in a fresh interpreter (imports included),
   and over HTTP from nginx (``tests/servers.py``) when nginx is installed.
+
+The default root is the synth ``medium`` preset (a tenth of full) at 512 px, its test split
+(1,449 images in 56 shards): shards of the sizes the full set has, images of the release's
+size. ``--preset preview`` is quicker to make but its shards hold 4 samples each.
 
 Per-core and wall throughput: each method runs ``--repeat`` passes (each at least
 ``--min-time`` seconds) and the best pass counts. CPU time is this process's
@@ -37,7 +43,8 @@ root < 0.5 s, over HTTP < 1 s.
 
 Usage::
 
-    python bench/bench_read.py                                   # synth preview, 512 px
+    python bench/bench_read.py                                   # synth medium, 512 px, test
+    python bench/bench_read.py --work /tmp/bench                 # keep the synth root
     python bench/bench_read.py --root ROOT --split test          # any local root, one split
     python bench/bench_read.py --only 'ours*' 'webdataset*'      # some methods (fnmatch)
     python bench/bench_read.py --compare bench/results/latest.json
@@ -99,10 +106,18 @@ def make_root(work: Path, preset: str, image_size: int, seed: int) -> Path:
     from sarlang_data.build import BuildOptions, build
 
     syn, root = work / "syn", work / "root"
+    made = work / "made.json"
+    wanted = {"preset": preset, "image_size": image_size, "seed": seed}
+    if made.is_file() and json.loads(made.read_text()) == wanted:
+        return root  # --work from an earlier run with the same options
+    if made.exists() or syn.exists() or root.exists():
+        raise SystemExit(f"--work {work}: holds a root of other options ({made}); "
+                         "pass an empty or new folder")
     synth.generate(syn, preset=preset, seed=seed, image_size=image_size, progress=False,
                    workers=2)
     build(syn / "SARLANG_1M", root, BuildOptions(gsd_table=syn / "gsd_table.csv", workers=2),
           progress=False)
+    made.write_text(json.dumps(wanted))
     return root
 
 
@@ -402,6 +417,39 @@ def decode_only(images):
     return run
 
 
+_DECODE_IMAGES: list = []  # set before the pool forks: the children inherit it
+
+
+def _decode_share(share):
+    from PIL import Image
+
+    start, step = share
+    for b in _DECODE_IMAGES[start::step]:
+        Image.open(io.BytesIO(b)).load()
+    return len(_DECODE_IMAGES[start::step])
+
+
+def decode_only_parallel(images, procs):
+    """The decode-only loop split over ``procs`` forked processes (every procs-th image each).
+
+    Nothing crosses between the processes but a count: this machine's ceiling for decoding
+    in parallel, against which DataLoader workers can be read.
+    """
+    import multiprocessing as mp
+
+    global _DECODE_IMAGES
+    _DECODE_IMAGES = images
+    pool = mp.get_context("fork").Pool(procs)
+
+    def run():
+        return sum(pool.map(_decode_share, [(i, procs) for i in range(procs)])), None, None
+
+    def children():
+        return [p for p in tree(os.getpid()) if p != os.getpid()]
+
+    return run, children
+
+
 def _identity(batch):
     return batch
 
@@ -619,8 +667,17 @@ RATIOS = [
     ("our reader / stdlib tarfile", "our reader (iter_samples)", "stdlib tarfile", None, "cpu"),
     ("images decoded / decode-only (per core)", "ours images, decoded", "PIL decode-only loop",
      0.9, "cpu"),
+    ("DataLoader images decoded, collate, 2 workers (wall) / decode-only (1 core)",
+     "DataLoader images decoded, collate, 2 workers", "PIL decode-only loop", 1.8, "mixed"),
+    ("DataLoader images decoded, collate, 2 workers / decode-only, 2 processes (wall)",
+     "DataLoader images decoded, collate, 2 workers", "PIL decode-only loop, 2 processes",
+     None, "wall"),
+    ("decode-only, 2 processes (wall) / decode-only (1 core)",
+     "PIL decode-only loop, 2 processes", "PIL decode-only loop", None, "mixed"),
+    ("DataLoader images decoded, collate, 0 workers / decode-only (per core)",
+     "DataLoader images decoded, collate, 0 workers", "PIL decode-only loop", None, "cpu"),
     ("DataLoader images decoded, 2 workers (wall) / decode-only (1 core)",
-     "DataLoader images decoded, 2 workers", "PIL decode-only loop", 1.8, "mixed"),
+     "DataLoader images decoded, 2 workers", "PIL decode-only loop", None, "mixed"),
     ("DataLoader images decoded, 1 worker (wall) / decode-only (1 core)",
      "DataLoader images decoded, 1 worker", "PIL decode-only loop", None, "mixed"),
     ("vqa decoded / decode-only (images/s, per core)", "ours vqa, decoded",
@@ -645,10 +702,14 @@ def main(argv=None) -> int:
                     help="release folder for the build methods (default: the synth one; "
                          "with --root and no --release the build methods are skipped)")
     ap.add_argument("--gsd-table", type=Path, help="GSD table of --release")
-    ap.add_argument("--preset", default="preview", help="synth preset when no --root")
+    ap.add_argument("--preset", default="medium",
+                    help="synth preset when no --root (default medium: 11,833 images in "
+                         "shards of the full set's sizes)")
     ap.add_argument("--image-size", type=int, default=512, help="synth image size")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--split", default=None, help="read only the shards of this split")
+    ap.add_argument("--split", default=None,
+                    help="read only the shards of this split ('all': every split; default: "
+                         "test for a synth root, all for --root)")
     ap.add_argument("--tier", default=None, help="read only the shards of this tier")
     ap.add_argument("--only", nargs="+", help="run only methods matching these patterns")
     ap.add_argument("--repeat", type=int, default=3, help="passes per method; the best counts")
@@ -661,16 +722,23 @@ def main(argv=None) -> int:
                          "(one extra pass, not timed) and write the call tree to "
                          "bench/results/profile-<method>-<time>.txt")
     ap.add_argument("--compare", type=Path, help="an earlier JSON result to compare with")
+    ap.add_argument("--work", type=Path,
+                    help="keep the synth release and root here and reuse them in later runs "
+                         "(default: a temporary folder)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     a = ap.parse_args(argv)
+    if a.split is None and a.root is None:
+        a.split = "test"  # 1,449 images of the medium preset: passes of a few seconds
+    if a.split == "all":
+        a.split = None
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     import torch  # noqa: F401 - datasets' streaming imports it anyway; keep it out of timings
 
     load0 = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="sarlang-bench-") as tmp:
-        work = Path(tmp)
-        cache = str(work / "hf-cache")
+        work = a.work or Path(tmp)
+        cache = str(Path(tmp) / "hf-cache")
         root = a.root or make_root(work, a.preset, a.image_size, a.seed)
         release = a.release or (None if a.root else work / "syn" / "SARLANG_1M")
         gsd = a.gsd_table or (None if a.root else work / "syn" / "gsd_table.csv")
@@ -731,22 +799,36 @@ def main(argv=None) -> int:
         plans.append(("PIL decode-only loop", lambda: Method(
             "PIL decode-only loop", decode_only(images), expect=(n_samples, None),
             note="Image.open(BytesIO(b)).load() over the same image bytes")))
-        for config, dec in (("vqa", False), ("images", True)):
+
+        def make_parallel(n="PIL decode-only loop, 2 processes"):
+            run, kids = decode_only_parallel(images, 2)
+            run()  # fork and warm the pool: passes measure the steady state
+            return Method(n, run, basis="wall", children=kids, expect=(n_samples, None),
+                          note="the same loop, every other image in each of 2 forked "
+                               "processes: the ceiling for 2 workers here")
+
+        plans.append(("PIL decode-only loop, 2 processes", make_parallel))
+        for config, dec, how in (("vqa", False, "identity"), ("images", True, "identity"),
+                                 ("images", True, "collate")):
             for w in (0, 1, 2):
-                name = (f"DataLoader {config} {'decoded' if dec else 'decode=False'}, "
+                name = (f"DataLoader {config} {'decoded' if dec else 'decode=False'}"
+                        f"{', collate' if how == 'collate' else ''}, "
                         f"{w} worker{'s' if w != 1 else ''}")
 
                 # identity collate: rows (bytes, PIL images) are pickled through the workers'
-                # pipe. sarlang_data.torch.collate's tensors go through shared memory instead,
-                # but one segment and one passed file descriptor per image cost more than
-                # pickling for images of mixed sizes (measured 2.8k against 9.5k images/s at
-                # 64 px, and about the same at 512 px)
-                def make(c=config, d=dec, w=w, n=name):
-                    run, kids = dataloader(root, c, d, a.split, a.tier, cache, w, _identity)
+                # pipe. sarlang_data.torch.collate makes uint8 tensors in one buffer per batch,
+                # in shared memory inside a worker: one file descriptor crosses per batch
+                def make(c=config, d=dec, w=w, n=name, how=how):
+                    from sarlang_data.torch import collate
+
+                    fn = _identity if how == "identity" else collate
+                    run, kids = dataloader(root, c, d, a.split, a.tier, cache, w, fn)
                     run()  # start the workers and warm them: passes measure the steady state
                     return Method(n, run, basis="wall" if w else "cpu", children=kids,
                                   expect=(n_samples, rows_of(c)),
-                                  note=f"batch {BATCH}, identity collate"
+                                  note=f"batch {BATCH}, "
+                                       + ("identity collate" if how == "identity" else
+                                          "sarlang_data.torch.collate (uint8 tensors)")
                                        + (", persistent workers" if w else ""))
 
                 plans.append((name, make))

@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         "synth", help="write a seeded synthetic release in the authors' layout",
         description="Example: sarlang-data synth --preset preview --seed 0 --out /tmp/syn",
     )
-    s.add_argument("--preset", choices=["tiny", "preview", "full"], default="tiny")
+    s.add_argument("--preset", choices=["tiny", "preview", "medium", "full"], default="tiny")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", type=Path, required=True,
                    help="folder; gets SARLANG_1M/ (the release), truth/ and gsd_table.csv")

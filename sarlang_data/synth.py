@@ -99,6 +99,8 @@ preset   images   captions  QA         notes
 tiny     40       75        370        all sources, splits, tiers, tasks, others sub-types and
                                        kinds in both splits; 19 cities; 64 px; ~0.5 s
 preview  200      219       2,270      42 cities; 128 px; ~1.8 MB of images
+medium   11,833   4,565     108,062    a tenth of full (every count rounded); 64 px; for
+                                       benchmarks at the release's 512 px (~2.6 GB)
 full     118,331  45,650    1,080,627  the published totals (below); 64 px; texts alone ~20 s,
                                        with images ~2 min on 2 cores
 =======  =======  ========  =========  =======================================================
@@ -136,9 +138,9 @@ import numpy as np
 from .errors import BuildError, ConfigError, unknown_name
 from .schema import OTHERS_TYPES, SOURCES, SPLITS, TASKS, slug, tier_for_gsd
 
-PRESETS = ("tiny", "preview", "full")
+PRESETS = ("tiny", "preview", "medium", "full")
 LABEL_MODES = ("present", "absent")
-DEFAULT_IMAGE_SIZE = {"tiny": 64, "preview": 128, "full": 64}
+DEFAULT_IMAGE_SIZE = {"tiny": 64, "preview": 128, "medium": 64, "full": 64}
 MIN_IMAGE_SIZE = 16
 MAX_IMAGE_SIZE = 4096
 
@@ -384,6 +386,16 @@ def _plan(preset: str) -> _Plan:
                 (v1te, "empty_text"): 1, (v2tr, "empty_text"): 1,
             },
         )
+    if preset == "medium":
+        # a tenth of full, every count rounded (at least 1): full's per-image rates, sizes of
+        # shards and texts, at a size that synthesises at the release's 512 px in minutes
+        full = _plan("full")
+
+        def tenth(counts: dict) -> dict:
+            return {k: max(1, round(v / 10)) for k, v in counts.items()}
+
+        return _Plan(images=tenth(full.images), captions=tenth(full.captions), qa=tenth(full.qa),
+                     unused=9, defect_rows=tenth(full.defect_rows))
     # full: the published totals
     hr = list(_FULL_HR_IMAGES)
     train = _alloc(_FULL_CAP_IMAGES["train"], [_FULL_HR_IMAGES[s] for s in hr])
@@ -2144,11 +2156,12 @@ def generate(out: str | os.PathLike, *, preset: str = "tiny", seed: int = 0,
         out: folder to write; gets ``SARLANG_1M/`` (the release), ``truth/`` and
             ``gsd_table.csv``. ``SARLANG_1M/`` and ``truth/`` must be absent or empty.
         preset: ``tiny`` (about 40 images, 450 texts: test fixture), ``preview`` (about 200
-            images, 2,500 texts), or ``full`` (the published totals: 118,331 images, 45,650
-            captions, 1,080,627 QA pairs).
+            images, 2,500 texts), ``medium`` (a tenth of full: 11,833 images, 112,627 texts)
+            or ``full`` (the published totals: 118,331 images, 45,650 captions, 1,080,627
+            QA pairs).
         seed: run seed; same seed and options give byte-identical files.
         image_size: side in pixels of the high-resolution images (SARDet sizes scale with it);
-            None takes the preset's default (tiny 64, preview 128, full 64).
+            None takes the preset's default (tiny 64, preview 128, medium 64, full 64).
         labels: ``present`` writes the task/type and caption kind columns; ``absent`` leaves
             them out of CSV and JSON, so a parser has to infer them.
         originals: also write float32 ``.tif`` originals of the high-resolution images

@@ -670,7 +670,7 @@ class ResizeNormalize:
         size = (self.size, self.size) if isinstance(self.size, int) else tuple(self.size)
         if image.size != size:
             image = image.resize(size, self._resample)
-        tensor = _to_tensor(np.asarray(image)).float().div_(255.0)
+        tensor = _to_tensor(_chw(np.asarray(image))).float().div_(255.0)
         if self.mean is not None:
             mean = torch.tensor(self.mean, dtype=torch.float32).view(-1, 1, 1)
             std = torch.tensor(self.std or [1.0] * len(self.mean),
@@ -679,14 +679,12 @@ class ResizeNormalize:
         return tensor
 
 
-def _to_tensor(array: Any) -> Any:
-    """``H x W`` or ``H x W x C`` array -> ``C x H x W`` tensor (a copy, same dtype)."""
+def _to_tensor(chw: Any) -> Any:
+    """``C x H x W`` array (any strides) -> a tensor of a C-contiguous copy, same dtype."""
     import numpy as np
     import torch
 
-    # one copy: a writable C-contiguous C x H x W array that the tensor then shares
-    array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
-    return torch.from_numpy(np.array(array, order="C", copy=True))
+    return torch.from_numpy(np.array(chw, order="C", copy=True))
 
 
 def _as_pil(value: Any) -> Any:
@@ -704,6 +702,67 @@ def _as_pil(value: Any) -> Any:
                     "PIL images (decode=True) or {'bytes', 'path'} dicts (decode=False)")
 
 
+def _pixels(value: Any, image_transform: Callable[[Any], Any] | None) -> Any:
+    """One image of a row as a ``C x H x W`` numpy array (possibly a strided view) or tensor."""
+    import numpy as np
+    import torch
+
+    if isinstance(value, Mapping) and value.get("bytes") is not None:
+        from . import codec
+
+        if codec.is_member(value["bytes"]):
+            # pixel members (image_codec zstd, decode=False) go straight to an array: no
+            # PIL round trip, no PNG anywhere
+            value = codec.decode_array(value["bytes"])
+    if isinstance(value, np.ndarray) and image_transform is None:
+        return _chw(value)
+    image = _as_pil(value) if not isinstance(value, np.ndarray) else value
+    if image_transform is not None:
+        from PIL import Image
+
+        if isinstance(image, np.ndarray):
+            image = Image.fromarray(image)
+        image = image_transform(image)
+    if isinstance(image, torch.Tensor):
+        return image
+    return _chw(image if isinstance(image, np.ndarray) else _array_of(image))
+
+
+#: Pillow modes whose Arrow export (Pillow >= 11.2) reads as numpy does: bands kept
+_ARROW_BANDS = {"L": 1, "RGB": 3, "RGBA": 4}
+
+
+def _array_of(image: Any) -> Any:
+    """Return a PIL image's pixels as a numpy array, without copying them where Pillow can.
+
+    ``np.asarray(image)`` copies every pixel (``Image.tobytes``); Pillow's Arrow export hands
+    out its own memory, read through pyarrow, for single-block images of the common modes.
+    The array keeps the image's memory alive; collate copies it into the batch at once.
+    """
+    import numpy as np
+
+    bands = _ARROW_BANDS.get(image.mode)
+    if bands is not None and hasattr(image, "__arrow_c_array__"):
+        import pyarrow as pa  # a dependency of datasets
+
+        try:
+            flat = pa.array(image)
+            width, height = image.size
+            if bands == 1:
+                return flat.to_numpy(zero_copy_only=True).reshape(height, width)
+            # RGB and RGBA are stored as 4 bytes a pixel
+            return flat.flatten().to_numpy(zero_copy_only=True).reshape(
+                height, width, 4)[..., :bands]
+        except (ValueError, TypeError, pa.ArrowException):
+            pass  # e.g. "Image rows are not contiguous in memory" (large images): copy
+    return np.asarray(image)
+
+
+def _chw(array: Any) -> Any:
+    """``H x W`` or ``H x W x C`` array -> a ``C x H x W`` view of it (no copy)."""
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
 def image_tensor(value: Any, image_transform: Callable[[Any], Any] | None = None) -> Any:
     """Turn one image of a row into a tensor.
 
@@ -716,37 +775,132 @@ def image_tensor(value: Any, image_transform: Callable[[Any], Any] | None = None
         A ``C x H x W`` tensor: uint8 (or the image's own dtype) without a transform.
 
     """
+    import torch
+
+    pixels = _pixels(value, image_transform)
+    return pixels if isinstance(pixels, torch.Tensor) else _to_tensor(pixels)
+
+
+def _torch_dtype(pixels: Any) -> Any:
     import numpy as np
     import torch
 
-    if isinstance(value, Mapping) and value.get("bytes") is not None:
-        from . import codec
-
-        if codec.is_member(value["bytes"]):
-            # pixel members (image_codec zstd, decode=False) go straight to an array: no
-            # PIL round trip, no PNG anywhere
-            value = codec.decode_array(value["bytes"])
-    if isinstance(value, np.ndarray) and image_transform is None:
-        return _to_tensor(value)
-    image = _as_pil(value) if not isinstance(value, np.ndarray) else value
-    if image_transform is not None:
-        from PIL import Image
-
-        if isinstance(image, np.ndarray):
-            image = Image.fromarray(image)
-        image = image_transform(image)
-    if isinstance(image, torch.Tensor):
-        return image
-    return _to_tensor(np.asarray(image))
+    if isinstance(pixels, torch.Tensor):
+        return pixels.dtype
+    return torch.from_numpy(np.empty(0, dtype=pixels.dtype)).dtype
 
 
-def _stack_or_list(tensors: list) -> Any:
+def _new_buffer(numel: int, dtype: Any) -> Any:
+    """Return a 1-D tensor for a batch's pixels.
+
+    Inside a DataLoader worker it is allocated in shared memory, as torch's own
+    ``default_collate`` does: it then crosses to the main process as one file descriptor,
+    without the copy into fresh shared memory that pickling an ordinary tensor makes.
+    """
     import torch
 
-    if tensors and all(t.shape == tensors[0].shape and t.dtype == tensors[0].dtype
-                       for t in tensors):
-        return torch.stack(tensors)
-    return tensors
+    empty = torch.empty(0, dtype=dtype)
+    if worker_info() is not None:
+        try:
+            storage = empty._typed_storage()._new_shared(numel, device=empty.device)
+            return empty.new(storage)[:numel]
+        except (AttributeError, RuntimeError):  # pragma: no cover - private API moved
+            pass
+    return torch.empty(numel, dtype=dtype)
+
+
+def _copy_in(dest: Any, pixels: Any) -> None:
+    import torch
+
+    if isinstance(pixels, torch.Tensor):
+        dest.copy_(pixels)
+    else:
+        dest.numpy()[...] = pixels
+
+
+def _pack(images: list, slots: list[int]) -> Any:
+    """Copy distinct images into one buffer; ``slots[i]`` names the image of batch row i.
+
+    Returns:
+        A ``B x C x H x W`` tensor when all share one shape and dtype; else an
+        :class:`ImageList` of views of one buffer (or a plain list when dtypes differ).
+
+    """
+    import numpy as np
+    import torch
+
+    dtypes = {_torch_dtype(p) for p in images}
+    if len(dtypes) != 1:
+        tensors = [image_tensor(p) if not isinstance(p, torch.Tensor) else p for p in images]
+        return [tensors[s] for s in slots]
+    dtype = dtypes.pop()
+    shapes = [tuple(p.shape) for p in images]
+    if all(shape == shapes[0] for shape in shapes):
+        numel = int(np.prod(shapes[0], dtype=np.int64))
+        out = _new_buffer(numel * len(slots), dtype).view(len(slots), *shapes[0])
+        for row, slot in enumerate(slots):
+            _copy_in(out[row], images[slot])
+        return out
+    offsets, total = [], 0
+    for shape in shapes:
+        offsets.append(total)
+        total += int(np.prod(shape, dtype=np.int64))
+    buffer = _new_buffer(total, dtype)
+    layout = [(offsets[s], shapes[s]) for s in slots]
+    packed = _image_list(buffer, layout)
+    done: set[int] = set()
+    for row, slot in enumerate(slots):
+        if slot not in done:
+            _copy_in(packed[row], images[slot])
+            done.add(slot)
+    return packed
+
+
+class ImageList(list):
+    """A batch's images of differing shapes: ``C x H x W`` tensors viewing one buffer.
+
+    A plain ``list`` to its users. Pickled (as a DataLoader worker hands a batch to the main
+    process) it sends the one buffer and the shapes, not a tensor per image: with shared
+    memory that is one file descriptor per batch instead of one per image. Once its items
+    are replaced it pickles as the list it has become.
+    """
+
+    _buffer: Any = None
+    _layout: tuple = ()
+    _views: tuple = ()
+
+    def _intact(self) -> bool:
+        return (self._buffer is not None and len(self) == len(self._views)
+                and all(a is b for a, b in zip(self, self._views, strict=True)))
+
+    def __reduce__(self) -> tuple:  # noqa: D105
+        if self._intact():
+            return _image_list, (self._buffer, list(self._layout))
+        return ImageList, (list(self),)
+
+    def pin_memory(self, device: Any = None) -> ImageList:
+        """Pin the buffer once (``DataLoader(pin_memory=True)`` calls this)."""
+        if self._intact():
+            pinned = self._buffer.pin_memory() if device is None else self._buffer.pin_memory(
+                device)
+            return _image_list(pinned, list(self._layout))
+        return ImageList(t.pin_memory() for t in self)
+
+
+def _image_list(buffer: Any, layout: list[tuple[int, tuple[int, ...]]]) -> ImageList:
+    """Make views of ``buffer``: one per ``(offset, shape)``; equal entries share one view."""
+    import math
+
+    views: dict[int, Any] = {}
+    items = []
+    for offset, shape in layout:
+        view = views.get(offset)
+        if view is None:
+            view = views[offset] = buffer[offset:offset + math.prod(shape)].view(*shape)
+        items.append(view)
+    out = ImageList(items)
+    out._buffer, out._layout, out._views = buffer, tuple(layout), tuple(items)
+    return out
 
 
 def collate(batch: Sequence[Mapping[str, Any]],
@@ -756,10 +910,12 @@ def collate(batch: Sequence[Mapping[str, Any]],
     - ``image``: each image becomes a ``C x H x W`` tensor (uint8 pixels as stored:
       ``1 x H x W`` for the grayscale SAR images, ``3 x H x W`` for RGB), through
       ``image_transform`` when given (e.g. :class:`ResizeNormalize` or a torchvision
-      transform). Stacked into ``B x C x H x W`` when all have one shape, else a list (in
-      DataLoader workers, resize to stack: each tensor of a list crosses to the main
-      process on its own). Rows of one sample share its image, converted once per batch
-      (without a transform or with :class:`ResizeNormalize`; other transforms run per row).
+      transform). Stacked into ``B x C x H x W`` when all have one shape and dtype, else an
+      :class:`ImageList` (a list) of tensors that view one buffer. Either way a batch's
+      pixels are copied once, into shared memory inside a DataLoader worker, and cross to
+      the main process as one tensor. Rows of one sample share its image, converted once per
+      batch (without a transform or with :class:`ResizeNormalize`; other transforms may be
+      random and run per row).
     - ``images`` (the ``chat`` config): a list per row of such tensors.
     - ``gsd_m``: a float64 tensor.
     - everything else (texts, keys, cities, bboxes, captions, qa, messages) as a list of
@@ -790,18 +946,19 @@ def collate(batch: Sequence[Mapping[str, Any]],
             # rows of one sample (several per image in the text configs) share one image:
             # convert it once per batch, unless the transform may be random
             same = image_transform is None or isinstance(image_transform, ResizeNormalize)
-            tensors: dict[Any, Any] = {}
-            images = []
+            seen: dict[Any, int] = {}
+            images: list = []
+            slots: list[int] = []
             for row, value in zip(batch, values, strict=True):
                 key = row.get("key") if same else None
-                if key is None or key not in tensors:
-                    tensor = image_tensor(value, image_transform)
+                slot = seen.get(key) if key is not None else None
+                if slot is None:
+                    slot = len(images)
+                    images.append(_pixels(value, image_transform))
                     if key is not None:
-                        tensors[key] = tensor
-                else:
-                    tensor = tensors[key]
-                images.append(tensor)
-            out[column] = _stack_or_list(images)
+                        seen[key] = slot
+                slots.append(slot)
+            out[column] = _pack(images, slots)
         elif column == "images":
             out[column] = [[image_tensor(v, image_transform) for v in vs] for vs in values]
         elif column == "gsd_m":

@@ -387,6 +387,32 @@ def _count(table, *cols) -> dict:
             for r in agg}
 
 
+def test_medium_is_a_tenth_of_full(tmp_path):
+    import pyarrow.compute as pc
+
+    out = tmp_path / "medium"
+    s = synth.generate(out, preset="medium", seed=0, progress=False, images=False)
+    truth = _arrow_truth(out / "truth" / "texts.csv")
+    valid = truth.filter(pc.equal(truth["defect"], ""))
+    vqa = valid.filter(pc.not_equal(valid["task"], ""))
+    caps = valid.filter(pc.not_equal(valid["kind"], ""))
+    full = synth._plan("full")
+    tenth = {k: max(1, round(v / 10)) for k, v in full.qa.items()}
+    assert _count(vqa, "subset", "split", "question_type") == tenth
+    assert _count(caps, "kind", "split") == {k: max(1, round(v / 10))
+                                             for k, v in full.captions.items()}
+    images = [r for r in _truth_images(out).values() if not r["defect"]]
+    assert dict(Counter((r["source"], r["split"]) for r in images)) == {
+        k: round(v / 10) for k, v in full.images.items()}
+    assert s["images_total"] == len(images) == 11_833
+    assert s["qa_total"] == vqa.num_rows and s["captions_total"] == caps.num_rows == 4_565
+    # full's rates: every caption image carries SARVQA2 QA, every SARDet-100K image SARVQA1
+    cap_imgs = set(pc.unique(caps["image"]).to_pylist())
+    v2 = vqa.filter(pc.equal(vqa["subset"], "SARVQA2"))
+    assert cap_imgs == set(pc.unique(v2["image"]).to_pylist())
+    assert s["defects"]["unused_image"] == 9
+
+
 @pytest.mark.slow
 def test_full_text_only_has_the_published_totals(tmp_path):
     import pyarrow.compute as pc

@@ -458,6 +458,95 @@ def test_collate_in_a_dataloader(tiny_root, tmp_path):
     assert all(b["image"].shape[1:] == (1, 24, 24) for b in batches)
 
 
+def _mixed_rows():
+    rng = np.random.default_rng(3)
+    shapes = {"a": (5, 7), "b": (9, 4), "c": (6, 6, 3)}
+    pixels = {k: rng.integers(0, 256, s, dtype=np.uint8) for k, s in shapes.items()}
+    rows = [{"key": k, "image": Image.fromarray(pixels[k]), "question": f"q{i}"}
+            for i, k in enumerate("abacbb")]
+    return rows, pixels
+
+
+def _chw(array):
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def test_collate_packs_images_of_mixed_shapes_into_one_buffer(monkeypatch):
+    import pickle
+
+    rows, pixels = _mixed_rows()
+    images = st.collate(rows)["image"]
+    assert isinstance(images, st.ImageList) and isinstance(images, list) and len(images) == 6
+    for t, row in zip(images, rows, strict=True):
+        assert t.dtype == torch.uint8 and np.array_equal(t.numpy(), _chw(pixels[row["key"]]))
+    # one buffer for the batch; rows of one sample share one view of it
+    assert len({t.untyped_storage().data_ptr() for t in images}) == 1
+    assert images[0] is images[2] and images[1] is images[4] is images[5]
+    assert images[0] is not images[1] and images[3] is not images[1]
+    assert sum(t.numel() for t in {id(t): t for t in images}.values()) == (
+        images[0].untyped_storage().nbytes())
+    again = pickle.loads(pickle.dumps(images))
+    assert isinstance(again, st.ImageList) and again[1] is again[5]
+    assert len({t.untyped_storage().data_ptr() for t in again}) == 1
+    assert all(torch.equal(a, b) for a, b in zip(images, again, strict=True))
+    # replaced items: it pickles as the list it has become
+    images[1] = torch.zeros(1, 2, 2, dtype=torch.uint8)
+    changed = pickle.loads(pickle.dumps(images))
+    assert torch.equal(changed[1], images[1]) and torch.equal(changed[0], images[0])
+    # pin_memory (no CUDA here: a stand-in that copies) pins the one buffer once
+    pinned = []
+    monkeypatch.setattr(torch.Tensor, "pin_memory",
+                        lambda self, device=None: pinned.append(self.numel()) or self.clone())
+    fresh = st.collate(rows)["image"]
+    moved = fresh.pin_memory()
+    assert pinned == [fresh[0].untyped_storage().nbytes()] and isinstance(moved, st.ImageList)
+    assert all(torch.equal(a, b) for a, b in zip(fresh, moved, strict=True))
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "I;16", "F", "LA", "P", "1"])
+def test_pixels_of_every_mode_equal_numpy_s(mode):
+    rng = np.random.default_rng(5)
+    base = Image.fromarray(rng.integers(0, 256, (7, 11, 3), dtype=np.uint8))
+    image = base.convert(mode) if mode != "I;16" else Image.fromarray(
+        rng.integers(0, 65536, (7, 11), dtype=np.uint16))
+    want = np.asarray(image)
+    got = st._array_of(image)
+    assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)
+    tensor = st.image_tensor(image)
+    assert tuple(tensor.shape) == ((1, 7, 11) if want.ndim == 2 else (want.shape[2], 7, 11))
+
+
+def test_pixels_of_a_large_image_fall_back_to_a_copy():
+    # Pillow stores an image this large in several blocks, which its Arrow export refuses
+    image = Image.new("L", (4200, 4200), 7)
+    image.putpixel((4199, 4199), 9)
+    got = st._array_of(image)
+    assert got.shape == (4200, 4200) and got[-1, -1] == 9 and got[0, 0] == 7
+
+
+def test_collate_crosses_from_dataloader_workers_as_one_tensor_per_batch(tiny_root, tmp_path):
+    ds = _load(tiny_root, "vqa", tmp_path, split="train", decode=True)
+    direct = {}
+    for row in ds:
+        direct.setdefault(row["key"], np.asarray(row["image"]))
+    sizes = {a.shape for a in direct.values()}
+    assert len(sizes) > 1, "the tiny root should hold images of several sizes"
+    loader = DataLoader(ds, batch_size=16, num_workers=2, collate_fn=st.collate)
+    rows = 0
+    for batch in loader:
+        images = batch["image"]
+        rows += len(images)
+        if isinstance(images, torch.Tensor):  # one shape in this batch: stacked
+            assert images.is_shared()
+        else:
+            assert isinstance(images, st.ImageList)
+            assert len({t.untyped_storage().data_ptr() for t in images}) == 1
+            assert images[0].is_shared()
+        for key, t in zip(batch["key"], images, strict=True):
+            assert np.array_equal(t.numpy(), _chw(direct[key]))
+    assert rows == read_manifest(tiny_root)["configs"]["vqa"]["train"]
+
+
 def test_collate_reads_pixel_members(monkeypatch):
     from sarlang_data import codec
 
