@@ -781,13 +781,14 @@ def image_tensor(value: Any, image_transform: Callable[[Any], Any] | None = None
     return pixels if isinstance(pixels, torch.Tensor) else _to_tensor(pixels)
 
 
-def _torch_dtype(pixels: Any) -> Any:
+def _torch_dtype(dtype: Any) -> Any:
+    """Return the torch dtype of a numpy dtype (a torch dtype as it is)."""
     import numpy as np
     import torch
 
-    if isinstance(pixels, torch.Tensor):
-        return pixels.dtype
-    return torch.from_numpy(np.empty(0, dtype=pixels.dtype)).dtype
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    return torch.from_numpy(np.empty(0, dtype=dtype)).dtype
 
 
 def _new_buffer(numel: int, dtype: Any) -> Any:
@@ -809,15 +810,6 @@ def _new_buffer(numel: int, dtype: Any) -> Any:
     return torch.empty(numel, dtype=dtype)
 
 
-def _copy_in(dest: Any, pixels: Any) -> None:
-    import torch
-
-    if isinstance(pixels, torch.Tensor):
-        dest.copy_(pixels)
-    else:
-        dest.numpy()[...] = pixels
-
-
 def _pack(images: list, slots: list[int]) -> Any:
     """Copy distinct images into one buffer; ``slots[i]`` names the image of batch row i.
 
@@ -826,34 +818,36 @@ def _pack(images: list, slots: list[int]) -> Any:
         :class:`ImageList` of views of one buffer (or a plain list when dtypes differ).
 
     """
-    import numpy as np
+    import math
+
     import torch
 
-    dtypes = {_torch_dtype(p) for p in images}
-    if len(dtypes) != 1:
-        tensors = [image_tensor(p) if not isinstance(p, torch.Tensor) else p for p in images]
+    kinds = {(isinstance(p, torch.Tensor), p.dtype) for p in images}
+    if len(kinds) != 1:
+        tensors = [p if isinstance(p, torch.Tensor) else _to_tensor(p) for p in images]
         return [tensors[s] for s in slots]
-    dtype = dtypes.pop()
+    ((tensors, dtype),) = kinds
+    dtype = _torch_dtype(dtype)
     shapes = [tuple(p.shape) for p in images]
-    if all(shape == shapes[0] for shape in shapes):
-        numel = int(np.prod(shapes[0], dtype=np.int64))
-        out = _new_buffer(numel * len(slots), dtype).view(len(slots), *shapes[0])
+    sizes = [math.prod(shape) for shape in shapes]
+    first = shapes[0]
+    if shapes.count(first) == len(shapes):
+        out = _new_buffer(sizes[0] * len(slots), dtype).view(len(slots), *first)
+        into = out if tensors else out.numpy()
         for row, slot in enumerate(slots):
-            _copy_in(out[row], images[slot])
+            into[row] = images[slot]
         return out
-    offsets, total = [], 0
-    for shape in shapes:
-        offsets.append(total)
-        total += int(np.prod(shape, dtype=np.int64))
-    buffer = _new_buffer(total, dtype)
-    layout = [(offsets[s], shapes[s]) for s in slots]
-    packed = _image_list(buffer, layout)
-    done: set[int] = set()
-    for row, slot in enumerate(slots):
-        if slot not in done:
-            _copy_in(packed[row], images[slot])
-            done.add(slot)
-    return packed
+    buffer = _new_buffer(sum(sizes), dtype)
+    into = buffer if tensors else buffer.numpy()
+    offsets, at = [], 0
+    for pixels, shape, size in zip(images, shapes, sizes, strict=True):
+        into[at:at + size].reshape(shape)[...] = pixels
+        offsets.append(at)
+        at += size
+    views = [part.view(shape) for part, shape in
+             zip(torch.split(buffer, sizes), shapes, strict=True)]
+    return _image_list(buffer, [(offsets[s], shapes[s]) for s in slots],
+                       [views[s] for s in slots])
 
 
 class ImageList(list):
@@ -887,17 +881,22 @@ class ImageList(list):
         return ImageList(t.pin_memory() for t in self)
 
 
-def _image_list(buffer: Any, layout: list[tuple[int, tuple[int, ...]]]) -> ImageList:
-    """Make views of ``buffer``: one per ``(offset, shape)``; equal entries share one view."""
+def _image_list(buffer: Any, layout: list[tuple[int, tuple[int, ...]]],
+                items: list | None = None) -> ImageList:
+    """Make views of ``buffer``: one per ``(offset, shape)``; equal entries share one view.
+
+    ``items``: those views when the caller has made them already.
+    """
     import math
 
-    views: dict[int, Any] = {}
-    items = []
-    for offset, shape in layout:
-        view = views.get(offset)
-        if view is None:
-            view = views[offset] = buffer[offset:offset + math.prod(shape)].view(*shape)
-        items.append(view)
+    if items is None:
+        views: dict[int, Any] = {}
+        items = []
+        for offset, shape in layout:
+            view = views.get(offset)
+            if view is None:
+                view = views[offset] = buffer[offset:offset + math.prod(shape)].view(*shape)
+            items.append(view)
     out = ImageList(items)
     out._buffer, out._layout, out._views = buffer, tuple(layout), tuple(items)
     return out

@@ -524,6 +524,29 @@ def test_pixels_of_a_large_image_fall_back_to_a_copy():
     assert got.shape == (4200, 4200) and got[-1, -1] == 9 and got[0, 0] == 7
 
 
+def test_collate_packs_transformed_tensors_and_keeps_mixed_dtypes_apart():
+    rows, pixels = _mixed_rows()
+
+    def to_float(image):  # a transform returning tensors of the image's own shape
+        return torch.from_numpy(_chw(np.asarray(image)).astype(np.float32) / 2)
+
+    images = st.collate(rows, image_transform=to_float)["image"]
+    assert isinstance(images, st.ImageList) and images[0].dtype == torch.float32
+    assert len({t.untyped_storage().data_ptr() for t in images}) == 1
+    for t, row in zip(images, rows, strict=True):
+        assert np.array_equal(t.numpy(), _chw(pixels[row["key"]]).astype(np.float32) / 2)
+
+    def mixed(image):  # uint8 for some images, float for others: no common buffer
+        a = np.asarray(image)
+        return a if a.ndim == 3 else a.astype(np.float64)
+
+    out = st.collate(rows, image_transform=mixed)["image"]
+    assert type(out) is list and [t.dtype for t in out] == [
+        torch.float64, torch.float64, torch.float64, torch.uint8, torch.float64, torch.float64]
+    assert all(np.array_equal(t.numpy(), _chw(np.asarray(mixed(r["image"]))))
+               for t, r in zip(out, rows, strict=True))
+
+
 def test_collate_crosses_from_dataloader_workers_as_one_tensor_per_batch(tiny_root, tmp_path):
     ds = _load(tiny_root, "vqa", tmp_path, split="train", decode=True)
     direct = {}
