@@ -737,8 +737,9 @@ def main(argv=None) -> int:
 
     load0 = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="sarlang-bench-") as tmp:
-        work = a.work or Path(tmp)
-        cache = str(Path(tmp) / "hf-cache")
+        work = a.work or Path(tmp)  # the synth release and root (kept with --work)
+        scratch = Path(tmp)  # conversions, builds and caches of this run
+        cache = str(scratch / "hf-cache")
         root = a.root or make_root(work, a.preset, a.image_size, a.seed)
         release = a.release or (None if a.root else work / "syn" / "SARLANG_1M")
         gsd = a.gsd_table or (None if a.root else work / "syn" / "gsd_table.csv")
@@ -787,9 +788,9 @@ def main(argv=None) -> int:
                 note="README configs; images to PIL")),
         ]
         plans.append(("mosaicml-streaming raw (MDS)", lambda: _converted(
-            "mosaicml-streaming raw (MDS)", mosaic_method, paths, work, n_samples)))
+            "mosaicml-streaming raw (MDS)", mosaic_method, paths, scratch, n_samples)))
         plans.append(("litdata raw", lambda: _converted(
-            "litdata raw", litdata_method, paths, work, n_samples)))
+            "litdata raw", litdata_method, paths, scratch, n_samples)))
         for config in ("images", "vqa", "captions"):
             for dec in (False, True):
                 name = f"ours {config}, {'decoded' if dec else 'decode=False'}"
@@ -838,7 +839,7 @@ def main(argv=None) -> int:
             def make_build(w=w, n=name):
                 if release is None:
                     raise Skip("no release (pass --release with --root)")
-                return Method(n, build_method(release, gsd, w, work), basis="wall",
+                return Method(n, build_method(release, gsd, w, scratch), basis="wall",
                               note="child process per pass, whole process tree's CPU")
 
             plans.append((name, make_build))
@@ -871,7 +872,7 @@ def main(argv=None) -> int:
             first["local, in process"] = first_row_local(root, split, a.tier, cache)
             first["local, fresh interpreter"] = first_row_cold(root, split, a.tier, cache)
             try:
-                first["http (nginx)"] = first_row_http(root, split, a.tier, cache, work)
+                first["http (nginx)"] = first_row_http(root, split, a.tier, cache, scratch)
             except Skip as e:
                 first["http (nginx)"] = {"skipped": str(e)}
 
