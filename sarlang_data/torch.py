@@ -791,23 +791,71 @@ def _torch_dtype(dtype: Any) -> Any:
     return torch.from_numpy(np.empty(0, dtype=dtype)).dtype
 
 
+#: Batches of fewer pixel bytes than this cross from a DataLoader worker pickled through its
+#: pipe; larger ones in shared memory. Handing over shared memory passes a file descriptor
+#: through a socket with an authentication handshake, per batch: a fixed cost of milliseconds
+#: that piping a few megabytes undercuts (``bench/bench_read.py``, 64 px against 512 px).
+PIPE_BYTES = 2 << 20
+
+
 def _new_buffer(numel: int, dtype: Any) -> Any:
     """Return a 1-D tensor for a batch's pixels.
 
-    Inside a DataLoader worker it is allocated in shared memory, as torch's own
-    ``default_collate`` does: it then crosses to the main process as one file descriptor,
-    without the copy into fresh shared memory that pickling an ordinary tensor makes.
+    Inside a DataLoader worker, a batch of :data:`PIPE_BYTES` or more is allocated in
+    shared memory, as torch's own ``default_collate`` does: it then crosses to the main
+    process as one file descriptor, without the copy into fresh shared memory that pickling
+    an ordinary tensor makes. Smaller ones are ordinary memory, pickled by value
+    (:func:`_by_value`).
     """
     import torch
 
     empty = torch.empty(0, dtype=dtype)
-    if worker_info() is not None:
+    if worker_info() is not None and numel * empty.element_size() >= PIPE_BYTES:
         try:
             storage = empty._typed_storage()._new_shared(numel, device=empty.device)
             return empty.new(storage)[:numel]
         except (AttributeError, RuntimeError):  # pragma: no cover - private API moved
             pass
     return torch.empty(numel, dtype=dtype)
+
+
+_PIPED: Any = None  # the tensor subclass of _by_value, made on first use (torch is lazy)
+
+
+def _by_value(tensor: Any) -> Any:
+    """In a DataLoader worker, make a small batch tensor pickle as its bytes.
+
+    torch pickles every tensor a worker sends by moving it into shared memory; this
+    subclass (a tensor in every other respect) pickles as dtype, shape and bytes instead,
+    and the main process gets a plain tensor. Outside workers, and for tensors in shared
+    memory, the tensor is returned as it is.
+    """
+    global _PIPED
+    if worker_info() is None or tensor.is_shared():
+        return tensor
+    if _PIPED is None:
+        import torch
+
+        class PipedTensor(torch.Tensor):
+            def __reduce_ex__(self, protocol: int) -> tuple:
+                return _tensor_from_bytes, _tensor_bytes(self)
+
+        _PIPED = PipedTensor
+    return tensor.as_subclass(_PIPED)
+
+
+def _tensor_bytes(tensor: Any) -> tuple[bytes, str, tuple[int, ...]]:
+    import torch
+
+    plain = tensor.as_subclass(torch.Tensor).contiguous()
+    return plain.numpy().tobytes(), str(plain.dtype).rpartition(".")[2], tuple(plain.shape)
+
+
+def _tensor_from_bytes(data: bytes, dtype: str, shape: tuple[int, ...]) -> Any:
+    """Rebuild a tensor pickled by :func:`_by_value` (writable: it owns a copy)."""
+    import torch
+
+    return torch.frombuffer(bytearray(data), dtype=getattr(torch, dtype)).view(shape)
 
 
 def _pack(images: list, slots: list[int]) -> Any:
@@ -836,7 +884,7 @@ def _pack(images: list, slots: list[int]) -> Any:
         into = out if tensors else out.numpy()
         for row, slot in enumerate(slots):
             into[row] = images[slot]
-        return out
+        return _by_value(out)
     buffer = _new_buffer(sum(sizes), dtype)
     into = buffer if tensors else buffer.numpy()
     offsets, at = [], 0
@@ -854,9 +902,10 @@ class ImageList(list):
     """A batch's images of differing shapes: ``C x H x W`` tensors viewing one buffer.
 
     A plain ``list`` to its users. Pickled (as a DataLoader worker hands a batch to the main
-    process) it sends the one buffer and the shapes, not a tensor per image: with shared
-    memory that is one file descriptor per batch instead of one per image. Once its items
-    are replaced it pickles as the list it has become.
+    process) it sends the one buffer and the shapes, not a tensor per image: one file
+    descriptor per batch for a buffer in shared memory instead of one per image, or the
+    buffer's bytes for a small one (:data:`PIPE_BYTES`). Once its items are replaced it
+    pickles as the list it has become.
     """
 
     _buffer: Any = None
@@ -868,9 +917,11 @@ class ImageList(list):
                 and all(a is b for a, b in zip(self, self._views, strict=True)))
 
     def __reduce__(self) -> tuple:  # noqa: D105
-        if self._intact():
+        if not self._intact():
+            return ImageList, (list(self),)
+        if self._buffer.is_shared():
             return _image_list, (self._buffer, list(self._layout))
-        return ImageList, (list(self),)
+        return _image_list_from_bytes, (*_tensor_bytes(self._buffer), list(self._layout))
 
     def pin_memory(self, device: Any = None) -> ImageList:
         """Pin the buffer once (``DataLoader(pin_memory=True)`` calls this)."""
@@ -879,6 +930,11 @@ class ImageList(list):
                 device)
             return _image_list(pinned, list(self._layout))
         return ImageList(t.pin_memory() for t in self)
+
+
+def _image_list_from_bytes(data: bytes, dtype: str, shape: tuple[int, ...],
+                           layout: list[tuple[int, tuple[int, ...]]]) -> ImageList:
+    return _image_list(_tensor_from_bytes(data, dtype, shape), layout)
 
 
 def _image_list(buffer: Any, layout: list[tuple[int, tuple[int, ...]]],

@@ -547,7 +547,12 @@ def test_collate_packs_transformed_tensors_and_keeps_mixed_dtypes_apart():
                for t, r in zip(out, rows, strict=True))
 
 
-def test_collate_crosses_from_dataloader_workers_as_one_tensor_per_batch(tiny_root, tmp_path):
+@pytest.mark.parametrize("pipe_bytes", [0, 2 << 20])
+def test_collate_crosses_from_dataloader_workers_as_one_tensor_per_batch(
+        pipe_bytes, tiny_root, tmp_path, monkeypatch):
+    # the workers fork after this: 0 sends every batch through shared memory, the default
+    # pipes the tiny root's small batches by value
+    monkeypatch.setattr(st, "PIPE_BYTES", pipe_bytes)
     ds = _load(tiny_root, "vqa", tmp_path, split="train", decode=True)
     direct = {}
     for row in ds:
@@ -555,19 +560,42 @@ def test_collate_crosses_from_dataloader_workers_as_one_tensor_per_batch(tiny_ro
     sizes = {a.shape for a in direct.values()}
     assert len(sizes) > 1, "the tiny root should hold images of several sizes"
     loader = DataLoader(ds, batch_size=16, num_workers=2, collate_fn=st.collate)
-    rows = 0
+    rows, kinds = 0, set()
     for batch in loader:
         images = batch["image"]
         rows += len(images)
         if isinstance(images, torch.Tensor):  # one shape in this batch: stacked
-            assert images.is_shared()
+            assert type(images) is torch.Tensor  # the main process gets a plain tensor
+            kinds.add(("stacked", images.is_shared()))
         else:
             assert isinstance(images, st.ImageList)
             assert len({t.untyped_storage().data_ptr() for t in images}) == 1
-            assert images[0].is_shared()
+            kinds.add(("packed", images[0].is_shared()))
+            images[0].add_(0)  # writable, as any tensor
         for key, t in zip(batch["key"], images, strict=True):
             assert np.array_equal(t.numpy(), _chw(direct[key]))
     assert rows == read_manifest(tiny_root)["configs"]["vqa"]["train"]
+    assert {shared for _, shared in kinds} == {pipe_bytes == 0}
+
+
+def test_small_batches_pickle_by_value_in_workers(monkeypatch):
+    import pickle
+
+    rows, pixels = _mixed_rows()
+    same = [{"key": str(i), "image": Image.fromarray(pixels["a"])} for i in range(3)]
+    monkeypatch.setattr(st, "worker_info", lambda: (0, 2))  # as inside a DataLoader worker
+    stacked = st.collate(same)["image"]
+    assert isinstance(stacked, torch.Tensor) and not stacked.is_shared()
+    assert type(stacked) is not torch.Tensor  # the by-value subclass, until pickled
+    back = pickle.loads(pickle.dumps(stacked))
+    assert type(back) is torch.Tensor and torch.equal(back, stacked.as_subclass(torch.Tensor))
+    packed = st.collate(rows)["image"]
+    assert not packed[0].is_shared()
+    again = pickle.loads(pickle.dumps(packed))
+    assert isinstance(again, st.ImageList) and again[1] is again[4]
+    assert all(torch.equal(a, b) for a, b in zip(packed, again, strict=True))
+    monkeypatch.setattr(st, "PIPE_BYTES", 1)  # everything in shared memory
+    assert st.collate(same)["image"].is_shared() and st.collate(rows)["image"][0].is_shared()
 
 
 def test_collate_reads_pixel_members(monkeypatch):
