@@ -119,7 +119,9 @@ def main(argv=None) -> int:
             return 1
         report = (f"py-spy, {a.rate} Hz: DataLoader({a.config}, split {a.split or 'all'}, "
                   f"{a.workers} workers, {a.collate} collate, batch 64) over {a.root}\n"
-                  f"{proc.stdout.strip()}\n(sampling slows the run; read shares, not rates)\n\n"
+                  f"{proc.stdout.strip()}\n(sampling slows the run: read shares, not "
+                  "rates; threads blocked in accept, poll or wait may be sampled too, so "
+                  "read the own column of the second group)\n\n"
                   + summarise(raw, a.top))
     print(report)
     a.out.mkdir(parents=True, exist_ok=True)
