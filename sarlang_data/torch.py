@@ -967,11 +967,12 @@ def collate(batch: Sequence[Mapping[str, Any]],
       ``image_transform`` when given (e.g. :class:`ResizeNormalize` or a torchvision
       transform). Stacked into ``B x C x H x W`` when all have one shape and dtype, else an
       :class:`ImageList` (a list) of tensors that view one buffer. Either way a batch's
-      pixels are copied once, into shared memory inside a DataLoader worker, and cross to
-      the main process as one tensor. Rows of one sample share its image, converted once per
-      batch (without a transform or with :class:`ResizeNormalize`; other transforms may be
-      random and run per row).
-    - ``images`` (the ``chat`` config): a list per row of such tensors.
+      pixels are copied once, and leave a DataLoader worker as one tensor: in shared memory
+      from :data:`PIPE_BYTES`, pickled through the worker's pipe below. Rows of one sample
+      share its image, converted once per batch (without a transform or with
+      :class:`ResizeNormalize`; other transforms may be random and run per row).
+    - ``images`` (the ``chat`` config): a list per row of such tensors (each its own; from a
+      worker each crosses on its own).
     - ``gsd_m``: a float64 tensor.
     - everything else (texts, keys, cities, bboxes, captions, qa, messages) as a list of
       the rows' values, in batch order.
