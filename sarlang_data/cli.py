@@ -295,6 +295,13 @@ def main(argv: list[str] | None = None) -> int:
     except SarlangError as e:
         print(f"sarlang-data {a.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader of our output went away (`sarlang-data stream vqa | head`): stop quietly,
+        # as other command-line tools do, with no traceback and no second error at exit
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the signal
 
 
 if __name__ == "__main__":  # pragma: no cover

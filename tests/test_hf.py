@@ -442,6 +442,22 @@ def test_cli_stream(tiny_root, monkeypatch, tmp_path, capsys):
     assert "unknown config" in capsys.readouterr().err
 
 
+def test_cli_stream_into_a_closed_pipe_stops_quietly(tiny_root, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, HF_DATASETS_CACHE=str(tmp_path / "c"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sarlang_data.cli", "stream", "vqa", "--data",
+         str(tiny_root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    first = proc.stdout.readline()  # read one row, then go away as `head -1` does
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert first.startswith(b"0: key=") and "Traceback" not in err and "Error" not in err
+
+
 def test_views_and_features_agree():
     for name in CONFIGS:
         assert tuple(hf.features_for(name)) == views.columns(name)
