@@ -290,6 +290,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if a.verbose else logging.INFO, format="%(levelname)s %(message)s"
     )
+    if argv is None:  # the command itself, not a caller embedding it (tests, scripts)
+        for library in ("huggingface_hub", "datasets"):
+            # each prints its records through a handler of its own: passed on to ours as
+            # well, every retry warning would show twice
+            logging.getLogger(library).propagate = False
     try:
         return a.func(a)
     except SarlangError as e:

@@ -51,6 +51,10 @@ class RangeError(SarlangError):
     """A server did not honour an HTTP Range request (status or length mismatch)."""
 
 
+class RemoteError(SarlangError, ConnectionError):
+    """A remote place (the Hub or a mirror of it, an HTTP server) cannot be reached or fails."""
+
+
 class ConfigError(SarlangError, ValueError):
     """An unknown config, city, tier, source, split or task name."""
 

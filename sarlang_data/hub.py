@@ -40,7 +40,7 @@ from typing import Any
 
 from . import schema
 from .configs import CONFIGS, rows_per_config
-from .errors import BuildError, ConfigError, ManifestError, VerifyError
+from .errors import BuildError, ConfigError, ManifestError, RemoteError, VerifyError
 from .manifest import (
     INDEX_NAME,
     MANIFEST_NAME,
@@ -116,6 +116,51 @@ def _hf_api(api: Any, endpoint: str | None, token: str | bool | None) -> Any:
         raise BuildError("the Hub tools need huggingface_hub: `pip install "
                          "'sarlang-data[hub]'`") from None
     return HfApi(endpoint=endpoint, token=token)
+
+
+def _unreachable(e: BaseException) -> bool:
+    """Tell whether a Hub call failed for want of a (working) server, not a missing thing.
+
+    huggingface_hub lets its HTTP library's transport errors through (httpx, httpx2 or
+    requests, by version) and raises ``HfHubHTTPError`` for error statuses; its not-found
+    and access errors are callers' to explain.
+    """
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    if isinstance(e, (EntryNotFoundError, GatedRepoError, LocalEntryNotFoundError,
+                      OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError)):
+        return False
+    if isinstance(e, (HfHubHTTPError, OSError)):
+        return True
+    return type(e).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "httpcore2",
+                                                 "requests", "urllib3")
+
+
+@contextmanager
+def _calling_hub(what: str, endpoint: str | None) -> Iterator[None]:
+    """Turn a failure to reach the Hub (or a mirror) into a :class:`RemoteError`."""
+    try:
+        yield
+    except Exception as e:
+        if not _unreachable(e):
+            raise
+        from huggingface_hub import constants
+
+        where = endpoint or constants.ENDPOINT
+        cause = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise RemoteError(
+            f"{what}: the Hub at {where} cannot be reached or failed ({type(e).__name__}: "
+            f"{cause}); check the network, or point --endpoint (HF_ENDPOINT) at a reachable "
+            "mirror, then rerun: finished work is kept"
+        ) from None
 
 
 # --------------------------------------------------------------------------- publish
@@ -239,9 +284,11 @@ def _remote_tree(api: Any, repo_id: str, revision: str | None) -> dict[str, Any]
     )
 
     try:
-        entries = api.list_repo_tree(repo_id, repo_type="dataset", revision=revision,
-                                     recursive=True)
-        return {e.path: e for e in entries if hasattr(e, "blob_id")}
+        with _calling_hub(f"repo={repo_id!r}: listing its files",
+                         getattr(api, "endpoint", None)):
+            entries = api.list_repo_tree(repo_id, repo_type="dataset", revision=revision,
+                                         recursive=True)
+            return {e.path: e for e in entries if hasattr(e, "blob_id")}
     except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError):
         return {}
 
@@ -264,6 +311,7 @@ def plan_publish(
     token: str | bool | None = None,
     endpoint: str | None = None,
     batch_size: int = MAX_BATCH,
+    offline_ok: bool = False,
 ) -> PublishPlan:
     """Work out what :func:`publish` would send, keep and delete (reads the repo, sends nothing).
 
@@ -275,6 +323,8 @@ def plan_publish(
         token: a Hub token; None takes ``huggingface_hub``'s usual sources.
         endpoint: the Hub endpoint (None: ``$HF_ENDPOINT`` or huggingface.co).
         batch_size: files per commit, 1 to 100.
+        offline_ok: when the Hub cannot be reached, warn and plan as for an empty repo
+            (every file sent, nothing deleted) instead of raising.
 
     Returns:
         The plan.
@@ -283,6 +333,7 @@ def plan_publish(
         ConfigError: a bad repo id or batch size.
         ManifestError: the root has no valid manifest.
         VerifyError: a shard or the index differs from the manifest.
+        RemoteError: the Hub cannot be reached (unless ``offline_ok``).
 
     """
     _check_repo_id(repo_id)
@@ -298,7 +349,14 @@ def plan_publish(
             f"root={str(root)!r}: built with image_codec={codec!r} (pixel members), which the "
             "Hub copy must not carry; publish the source-codec root it was transcoded from, "
             "and let users pass --image-codec zstd to `sarlang-data download`")
-    remote = _remote_tree(_hf_api(api, endpoint, token), repo_id, revision)
+    try:
+        remote = _remote_tree(_hf_api(api, endpoint, token), repo_id, revision)
+    except RemoteError as e:
+        if not offline_ok:
+            raise
+        log.warning("%s; planned as for an empty repo: every file would be sent and none "
+                    "deleted", e)
+        remote = {}
     files = [PublishFile(p, n, sha, src, not _already_there(n, sha, src, remote.get(p)))
              for p, n, sha, src in local]
     # shards the manifest no longer lists, and a rejects report the root does not have (a
@@ -362,12 +420,14 @@ def publish(
     _check_repo_id(repo_id)
     hf = _hf_api(api, endpoint, token)
     if dry_run:
-        return plan_publish(root, repo_id, revision=revision, api=hf, batch_size=batch_size)
+        return plan_publish(root, repo_id, revision=revision, api=hf, batch_size=batch_size,
+                            offline_ok=True)
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
-    hf.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    if revision:
-        hf.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True)
+    with _calling_hub(f"repo={repo_id!r}: creating it", getattr(hf, "endpoint", None)):
+        hf.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        if revision:
+            hf.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True)
     plan = plan_publish(root, repo_id, revision=revision, api=hf, batch_size=batch_size)
     by_path = {f.path: f for f in plan.files}
     for i, batch in enumerate(plan.batches, 1):
@@ -389,10 +449,12 @@ def publish(
             ops.append(op)
         what = ("the card" if batch == [CARD_NAME] else
                 f"{len(ops)} files" + (" with the manifest" if MANIFEST_NAME in batch else ""))
-        info = hf.create_commit(
-            repo_id, operations=ops, repo_type="dataset", revision=revision,
-            commit_message=f"sarlang-data publish: {what} ({i}/{len(plan.batches)})",
-        )
+        with _calling_hub(f"repo={repo_id!r}: commit {i}/{len(plan.batches)} ({what}; "
+                          f"{i - 1} committed before it stay)", getattr(hf, "endpoint", None)):
+            info = hf.create_commit(
+                repo_id, operations=ops, repo_type="dataset", revision=revision,
+                commit_message=f"sarlang-data publish: {what} ({i}/{len(plan.batches)})",
+            )
         plan.commits.append(getattr(info, "oid", None) or "")
         log.info("committed %d/%d: %s", i, len(plan.batches), what)
     return plan
@@ -502,7 +564,8 @@ class _HubRemote:
         what = f"repo={self.repo_id!r} revision={revision or 'main'!r}"
         try:
             # the default branch by name: mirrors (olah) serve only /revision/{name}
-            sha = api.dataset_info(self.repo_id, revision=revision or "main").sha
+            with _calling_hub(what, self.endpoint):
+                sha = api.dataset_info(self.repo_id, revision=revision or "main").sha
         except OfflineModeIsEnabled:
             raise ManifestError(
                 f"{what}: HF_HUB_OFFLINE is set, so the revision cannot be resolved to a "
@@ -556,7 +619,8 @@ class _HubRemote:
 
         url = hf_hub_url(self.repo_id, rel, repo_type="dataset", revision=self.commit,
                          endpoint=self.endpoint)
-        meta = get_hf_file_metadata(url, token=self.token, endpoint=self.endpoint)
+        with _calling_hub(f"{self.label}@{self.commit}/{rel}", self.endpoint):
+            meta = get_hf_file_metadata(url, token=self.token, endpoint=self.endpoint)
         location = meta.location or url
         same_host = urllib.parse.urlsplit(location).netloc == urllib.parse.urlsplit(url).netloc
         # a signed CDN URL carries its own authorisation and refuses a second one

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import schema
-from .errors import ManifestError, SarlangError, VerifyError, unknown_name
+from .errors import ManifestError, RemoteError, SarlangError, VerifyError, unknown_name
 
 MANIFEST_NAME = "manifest.json"
 INDEX_NAME = "index.parquet"
@@ -249,6 +249,7 @@ def read_manifest(root: str | Path, storage_options: dict | None = None) -> dict
     Raises:
         ManifestError: if the root has no manifest, it is not valid JSON, it misses keys, or its
             format version is newer than this package reads.
+        RemoteError: an ``http(s)`` root whose server cannot be reached or refuses the request.
 
     """
     fs, base = _fs(root, storage_options)
@@ -257,6 +258,15 @@ def read_manifest(root: str | Path, storage_options: dict | None = None) -> dict
         with fs.open(path, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
+        from .reader import http_unreachable, redact
+
+        cause = http_unreachable(join(str(root), MANIFEST_NAME), storage_options)
+        if cause is not None:
+            raise RemoteError(
+                f"root={redact(str(root))!r}: cannot read {MANIFEST_NAME}: {cause}; check the "
+                "URL, the network and the server (and its credentials in storage_options), "
+                "then retry"
+            ) from None
         raise ManifestError(
             f"root={str(root)!r}: no {MANIFEST_NAME}, so it is not a (complete) sarlang-data "
             "dataset root; build one with `sarlang-data build RELEASE --out ROOT` or fetch one "

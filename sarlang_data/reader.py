@@ -159,6 +159,49 @@ _SECRET_QUERY = re.compile(
     r"access_token|api_?key|key|password|secret)=)[^&#]*")
 
 
+def http_unreachable(url: str, storage_options: Mapping[str, Any] | None = None,
+                     timeout: float = 10.0) -> str | None:
+    """Say why an ``http(s)`` URL cannot be read, when the cause is not a missing file.
+
+    fsspec's HTTP filesystem reports every failed open, an unreachable host included, as
+    ``FileNotFoundError``; this asks the server once more, with the same headers.
+
+    Args:
+        url: the URL that could not be opened.
+        storage_options: fsspec options; their ``headers`` are sent.
+        timeout: seconds to wait for the server.
+
+    Returns:
+        None for other schemes, and when the server answers (404 and 410 mean the file is
+        missing); else the cause, e.g. ``cannot connect ([Errno 111] Connection refused)``
+        or ``the server answered 403 Forbidden``.
+
+    """
+    import base64
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    if not str(url).startswith(("http://", "https://")):
+        return None
+    headers = dict((storage_options or {}).get("headers") or {})
+    parts = urllib.parse.urlsplit(str(url))
+    if parts.username is not None:  # user:password@host, as fsspec (aiohttp) sends it
+        unquote = urllib.parse.unquote
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers.setdefault("Authorization", "Basic " + base64.b64encode(pair.encode()).decode())
+        host = parts.hostname + (f":{parts.port}" if parts.port else "")
+        url = urllib.parse.urlunsplit(parts._replace(netloc=host))
+    request = urllib.request.Request(str(url), headers=headers, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            return None
+    except urllib.error.HTTPError as e:
+        return None if e.code in (404, 410) else f"the server answered {e.code} {e.reason}"
+    except (urllib.error.URLError, OSError) as e:
+        return f"cannot connect ({getattr(e, 'reason', e)})"
+
+
 def redact(url: str) -> str:
     """Return ``url`` with credentials blanked: user info and secret query parameters.
 

@@ -22,7 +22,7 @@ from sarlang_data import hub, schema
 from sarlang_data.build import BuildOptions, build
 from sarlang_data.card import card_text, root_stats
 from sarlang_data.cli import main as cli_main
-from sarlang_data.errors import BuildError, ConfigError, VerifyError
+from sarlang_data.errors import BuildError, ConfigError, RemoteError, VerifyError
 from sarlang_data.manifest import read_manifest, verify
 
 # --------------------------------------------------------------------------- fixtures
@@ -524,7 +524,8 @@ def test_publish_commits_everything_in_batches_card_last(many_root):
 
 def test_publish_rerun_after_a_failed_commit_sends_only_what_is_missing(many_root):
     fake = FakeHub(fail_on_commit=2)
-    with pytest.raises(ConnectionResetError):
+    with pytest.raises(RemoteError, match=r"commit 2/\d+ \(100 files; 1 committed before it "
+                       r"stay\).*ConnectionResetError: connection reset while uploading"):
         hub.publish(many_root, "me/sar", api=fake)
     first = {op.path_in_repo for op in fake.commits[0]}
     assert len(first) == 100 and "README.md" not in fake.files
@@ -562,6 +563,48 @@ def test_publish_cli_dry_run_prints_the_plan(tiny_root, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "publish to me/tiny" in out and "index.parquet" in out and "KiB" in out
     assert "hf_NOTAREAL" not in out and fake.files == {}
+
+
+class _NoSleep:
+    """The time module without its waits."""
+
+    def __getattr__(self, name):
+        import time
+
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds):
+        pass
+
+
+def test_an_unreachable_hub_is_a_clear_error(tiny_root, tmp_path, caplog, capsys,
+                                             monkeypatch):
+    from huggingface_hub.utils import _http
+
+    # huggingface_hub retries a refused connection 5 times with backoff (~6 s per call);
+    # the retries still happen, without their waits
+    monkeypatch.setattr(_http, "time", _NoSleep())
+    dead = f"http://127.0.0.1:{servers.free_ports(1)[0]}"  # nothing listens there
+    out = tmp_path / "o"
+    with pytest.raises(RemoteError) as e:
+        hub.download("me/tiny", out=out, cities=["rotterdam"], endpoint=dead, token=False,
+                     progress=False)
+    assert f"the Hub at {dead} cannot be reached" in str(e.value)
+    assert "repo='me/tiny'" in str(e.value) and "--endpoint" in str(e.value)
+    assert not out.exists() or not any(out.iterdir())  # nothing half written
+    with pytest.raises(RemoteError, match=f"repo='me/tiny': creating it: the Hub at {dead}"):
+        hub.publish(tiny_root, "me/tiny", endpoint=dead, token=False)
+    # a dry run still plans, as for an empty repo, and says so
+    with caplog.at_level(logging.WARNING, logger="sarlang_data.hub"):
+        plan = hub.publish(tiny_root, "me/tiny", endpoint=dead, token=False, dry_run=True)
+    assert plan.files and all(f.send for f in plan.files) and plan.deletes == []
+    assert "planned as for an empty repo" in caplog.text and dead in caplog.text
+    # the command line: the message, status 2, no traceback
+    assert cli_main(["download", "--repo", "me/tiny", "--endpoint", dead, "--out",
+                     str(tmp_path / "c"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "sarlang-data download: error:" in err and "cannot be reached" in err
 
 
 def test_publish_branch_and_stale_shards(tiny_root):

@@ -20,7 +20,7 @@ import traceback
 import pytest
 
 from sarlang_data import hf, reader
-from sarlang_data.errors import ManifestError, RangeError, SarlangError
+from sarlang_data.errors import ManifestError, RangeError, RemoteError, SarlangError
 from sarlang_data.manifest import read_index, read_manifest
 
 
@@ -467,3 +467,18 @@ def test_the_parent_keeps_working_after_dataloader_workers(http_server, tmp_path
     t.start()
     t.join(30)
     assert done == [n], "the parent hung on a connection its workers unregistered"
+
+
+def test_an_unreachable_http_root_is_not_called_missing(http_server, tmp_path):
+    import servers
+
+    # fsspec reports a refused connection as FileNotFoundError, like a 404: we ask again
+    dead = f"http://user:secret@127.0.0.1:{servers.free_ports(1)[0]}/root"
+    with pytest.raises(RemoteError, match=r"cannot read manifest.json: cannot connect \(") as e:
+        read_manifest(dead)
+    assert "secret" not in str(e.value) and "Connection refused" in str(e.value)
+    with pytest.raises(RemoteError, match="cannot connect"):
+        hf.load_dataset(dead, "vqa", streaming=True, cache_dir=str(tmp_path / "c"))
+    # a server that answers 404 still means: no root there
+    with pytest.raises(ManifestError, match="no manifest.json"):
+        read_manifest(http_server.url + "nothing-here")
