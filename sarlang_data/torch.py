@@ -837,6 +837,9 @@ def _by_value(tensor: Any) -> Any:
         import torch
 
         class PipedTensor(torch.Tensor):
+            # results of operations on it are plain tensors (pickled the usual way)
+            __torch_function__ = torch._C._disabled_torch_function_impl
+
             def __reduce_ex__(self, protocol: int) -> tuple:
                 return _tensor_from_bytes, _tensor_bytes(self)
 

@@ -589,6 +589,7 @@ def test_small_batches_pickle_by_value_in_workers(monkeypatch):
     assert type(stacked) is not torch.Tensor  # the by-value subclass, until pickled
     back = pickle.loads(pickle.dumps(stacked))
     assert type(back) is torch.Tensor and torch.equal(back, stacked.as_subclass(torch.Tensor))
+    assert type(stacked.float() / 255) is torch.Tensor  # what a wrapping collate makes of it
     packed = st.collate(rows)["image"]
     assert not packed[0].is_shared()
     again = pickle.loads(pickle.dumps(packed))
