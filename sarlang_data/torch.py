@@ -861,12 +861,12 @@ def _tensor_from_bytes(data: bytes, dtype: str, shape: tuple[int, ...]) -> Any:
     return torch.frombuffer(bytearray(data), dtype=getattr(torch, dtype)).view(shape)
 
 
-def _pack(images: list, slots: list[int]) -> Any:
+def _pack(images: list, slots: list[int], stack: bool = True) -> Any:
     """Copy distinct images into one buffer; ``slots[i]`` names the image of batch row i.
 
     Returns:
-        A ``B x C x H x W`` tensor when all share one shape and dtype; else an
-        :class:`ImageList` of views of one buffer (or a plain list when dtypes differ).
+        A ``B x C x H x W`` tensor when all share one shape and dtype (and ``stack``); else
+        an :class:`ImageList` of views of one buffer (or a plain list when dtypes differ).
 
     """
     import math
@@ -882,7 +882,7 @@ def _pack(images: list, slots: list[int]) -> Any:
     shapes = [tuple(p.shape) for p in images]
     sizes = [math.prod(shape) for shape in shapes]
     first = shapes[0]
-    if shapes.count(first) == len(shapes):
+    if stack and shapes.count(first) == len(shapes):
         out = _new_buffer(sizes[0] * len(slots), dtype).view(len(slots), *first)
         into = out if tensors else out.numpy()
         for row, slot in enumerate(slots):
@@ -935,6 +935,47 @@ class ImageList(list):
         return ImageList(t.pin_memory() for t in self)
 
 
+class _ImageRows(list):
+    """The ``images`` column of a ``chat`` batch: a list per row of tensors viewing one buffer.
+
+    Pickled, it sends that buffer (an :class:`ImageList`) once and the rows' lengths; once
+    its rows are changed it pickles as the lists it holds.
+    """
+
+    _flat: ImageList | None = None
+    _lengths: tuple = ()
+
+    def _intact(self) -> bool:
+        if self._flat is None or not self._flat._intact() or len(self) != len(self._lengths):
+            return False
+        items = iter(self._flat)
+        return all(type(row) is list and len(row) == n and all(t is next(items) for t in row)
+                   for row, n in zip(self, self._lengths, strict=True))
+
+    def __reduce__(self) -> tuple:  # noqa: D105
+        if self._intact():
+            return _image_rows, (self._flat, self._lengths)
+        return _ImageRows, ([list(row) for row in self],)
+
+    def pin_memory(self, device: Any = None) -> _ImageRows:
+        """Pin the buffer once (``DataLoader(pin_memory=True)`` calls this)."""
+        if self._intact():
+            return _image_rows(self._flat.pin_memory(device), self._lengths)
+        return _ImageRows([[t.pin_memory() for t in row] for row in self])
+
+
+def _image_rows(flat: Any, lengths: Sequence[int]) -> _ImageRows:
+    """Split the images of a batch (an :class:`ImageList` or a list) into its rows."""
+    rows, at = [], 0
+    for n in lengths:
+        rows.append(list(flat[at:at + n]))
+        at += n
+    out = _ImageRows(rows)
+    if isinstance(flat, ImageList):
+        out._flat, out._lengths = flat, tuple(lengths)
+    return out
+
+
 def _image_list_from_bytes(data: bytes, dtype: str, shape: tuple[int, ...],
                            layout: list[tuple[int, tuple[int, ...]]]) -> ImageList:
     return _image_list(_tensor_from_bytes(data, dtype, shape), layout)
@@ -974,8 +1015,8 @@ def collate(batch: Sequence[Mapping[str, Any]],
       from :data:`PIPE_BYTES`, pickled through the worker's pipe below. Rows of one sample
       share its image, converted once per batch (without a transform or with
       :class:`ResizeNormalize`; other transforms may be random and run per row).
-    - ``images`` (the ``chat`` config): a list per row of such tensors (each its own; from a
-      worker each crosses on its own).
+    - ``images`` (the ``chat`` config): a list per row of such tensors, all viewing one
+      buffer that crosses from a worker as one tensor.
     - ``gsd_m``: a float64 tensor.
     - everything else (texts, keys, cities, bboxes, captions, qa, messages) as a list of
       the rows' values, in batch order.
@@ -1019,7 +1060,10 @@ def collate(batch: Sequence[Mapping[str, Any]],
                 slots.append(slot)
             out[column] = _pack(images, slots)
         elif column == "images":
-            out[column] = [[image_tensor(v, image_transform) for v in vs] for vs in values]
+            # every image of the batch in one buffer, then a list of views per row
+            pixels = [_pixels(v, image_transform) for vs in values for v in vs]
+            flat = _pack(pixels, list(range(len(pixels))), stack=False) if pixels else []
+            out[column] = _image_rows(flat, [len(vs) for vs in values])
         elif column == "gsd_m":
             out[column] = torch.tensor(values, dtype=torch.float64)
         else:

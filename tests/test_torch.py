@@ -578,6 +578,35 @@ def test_collate_crosses_from_dataloader_workers_as_one_tensor_per_batch(
     assert {shared for _, shared in kinds} == {pipe_bytes == 0}
 
 
+def test_chat_images_cross_from_workers_in_one_buffer_per_batch(tiny_root, tmp_path):
+    import pickle
+
+    ds = _load(tiny_root, "chat", tmp_path, split="train", decode=True)
+    direct = {row["key"]: [np.asarray(im) for im in row["images"]] for row in ds}
+    loader = DataLoader(ds, batch_size=8, num_workers=2, collate_fn=st.collate)
+    rows = 0
+    for batch in loader:
+        images = batch["images"]
+        assert len(images) == len(batch["key"])
+        assert len({t.untyped_storage().data_ptr() for row in images for t in row}) == 1
+        for key, row in zip(batch["key"], images, strict=True):
+            assert type(row) is list and len(row) == len(direct[key])
+            for t, want in zip(row, direct[key], strict=True):
+                assert np.array_equal(t.numpy(), _chw(want))
+        rows += len(images)
+    assert rows == read_manifest(tiny_root)["configs"]["chat"]["train"]
+    local = st.collate(list(ds.take(5)))["images"]
+    again = pickle.loads(pickle.dumps(local))
+    assert [len(r) for r in again] == [len(r) for r in local]
+    assert len({t.untyped_storage().data_ptr() for row in again for t in row}) == 1
+    assert all(torch.equal(a, b) for ra, rb in zip(local, again, strict=True)
+               for a, b in zip(ra, rb, strict=True))
+    local[0].append(torch.zeros(1, 2, 2, dtype=torch.uint8))  # changed: pickles as lists
+    changed = pickle.loads(pickle.dumps(local))
+    assert [len(r) for r in changed] == [len(r) for r in local]
+    assert torch.equal(changed[0][-1], local[0][-1])
+
+
 def test_small_batches_pickle_by_value_in_workers(monkeypatch):
     import pickle
 
