@@ -138,7 +138,8 @@ def _unreachable(e: BaseException) -> bool:
     if isinstance(e, (EntryNotFoundError, GatedRepoError, LocalEntryNotFoundError,
                       OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError)):
         return False
-    if isinstance(e, (HfHubHTTPError, OSError)):
+    # not every OSError: a local file that cannot be read while committing is not the Hub's
+    if isinstance(e, (HfHubHTTPError, ConnectionError, TimeoutError)):
         return True
     return type(e).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "httpcore2",
                                                  "requests", "urllib3")
