@@ -193,8 +193,10 @@ def http_unreachable(url: str, storage_options: Mapping[str, Any] | None = None,
         host = parts.hostname + (f":{parts.port}" if parts.port else "")
         url = urllib.parse.urlunsplit(parts._replace(netloc=host))
     request = urllib.request.Request(str(url), headers=headers, method="HEAD")
+    # as for range reads: a redirect to another host must not carry the credentials
+    opener = urllib.request.build_opener(_same_host_auth_redirect())
     try:
-        with urllib.request.urlopen(request, timeout=timeout):
+        with opener.open(request, timeout=timeout):
             return None
     except urllib.error.HTTPError as e:
         return None if e.code in (404, 410) else f"the server answered {e.code} {e.reason}"
