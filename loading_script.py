@@ -16,8 +16,8 @@ are passed as keyword arguments. The ``sarlang-data`` package must be importable
 
 import datasets  # noqa: F401 - datasets 3.x checks that a script's imports are installed
 
-from sarlang_data.hf import SarlangBuilder
+from sarlang_data.adapters.hf import SarlangBuilder
 
 
 class Sarlang1M(SarlangBuilder):
-    """SARLANG-1M from tar shards: see ``sarlang_data.hf.SarlangBuilder``."""
+    """SARLANG-1M from tar shards: see ``sarlang_data.adapters.hf.SarlangBuilder``."""

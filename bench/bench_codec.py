@@ -55,9 +55,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from sarlang_data import codec  # noqa: E402
-from sarlang_data.manifest import read_index, read_manifest  # noqa: E402
-from sarlang_data.reader import read_range  # noqa: E402
+from sarlang_data.format import codec  # noqa: E402
+from sarlang_data.format.manifest import read_index, read_manifest  # noqa: E402
+from sarlang_data.remote import read_range  # noqa: E402
 
 #: the sources whose release images are PNG (SARDet-100K's are JPEG and keep their bytes)
 PNG_SOURCES = ["dfc2023", "oem_sar", "spacenet6"]
@@ -69,9 +69,9 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 def make_roots(work: Path, preset: str, size: int, seed: int) -> dict:
     """Synthesise a release, build its source root and transcode it to zstd; time both."""
-    from sarlang_data import synth
-    from sarlang_data.build import BuildOptions, build
-    from sarlang_data.transcode import transcode_root
+    from sarlang_data.ingest import synth
+    from sarlang_data.ingest.build import BuildOptions, build
+    from sarlang_data.ingest.transcode import transcode_root
 
     syn, src, zst = work / "syn", work / "source", work / "zstd"
     synth.generate(syn, preset=preset, seed=seed, image_size=size, progress=False, workers=2)

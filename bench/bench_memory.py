@@ -42,13 +42,13 @@ sys.path.insert(0, str(REPO / "tests"))
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from sarlang_data import hf  # noqa: E402
-from sarlang_data.manifest import read_manifest  # noqa: E402
+from sarlang_data.adapters import hf  # noqa: E402
+from sarlang_data.format.manifest import read_manifest  # noqa: E402
 
 
 def make_root(work: Path, preset: str, image_size: int) -> Path:
-    from sarlang_data import synth
-    from sarlang_data.build import BuildOptions, build
+    from sarlang_data.ingest import synth
+    from sarlang_data.ingest.build import BuildOptions, build
 
     syn, root = work / f"syn-{preset}-{image_size}", work / f"root-{preset}-{image_size}"
     if (root / "manifest.json").exists():

@@ -5,7 +5,7 @@ cache warm, most of them in this one process:
 
 - floors: reading the bytes; the standard library's ``tarfile``; a minimal parser of the
   512-byte headers (nothing else); the same grouping members by key; and also decoding JSON;
-- our reader (``sarlang_data.reader.iter_samples``);
+- our reader (``sarlang_data.stream.reader.iter_samples``);
 - stock ``webdataset``, raw and decoded (``.decode("pil")``: images and JSON);
 - the stock ``datasets`` WebDataset builder through the root's README configs (the no-code
   path), ``decode=False`` and decoded;
@@ -78,8 +78,9 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from full_scale import Sampler, cpu_ticks, machine, tree  # noqa: E402
 
-from sarlang_data import hf, reader  # noqa: E402
-from sarlang_data.manifest import read_manifest  # noqa: E402
+from sarlang_data.adapters import hf  # noqa: E402
+from sarlang_data.format.manifest import read_manifest  # noqa: E402
+from sarlang_data.stream import reader  # noqa: E402
 
 BATCH = 64
 
@@ -102,8 +103,8 @@ class Method:
 
 
 def make_root(work: Path, preset: str, image_size: int, seed: int) -> Path:
-    from sarlang_data import synth
-    from sarlang_data.build import BuildOptions, build
+    from sarlang_data.ingest import synth
+    from sarlang_data.ingest.build import BuildOptions, build
 
     syn, root = work / "syn", work / "root"
     made = work / "made.json"
@@ -483,7 +484,7 @@ def build_method(release: Path, gsd: Path | None, workers: int, work: Path):
     code = (
         "import sys; sys.path.insert(0, sys.argv[1])\n"
         "from pathlib import Path\n"
-        "from sarlang_data.build import BuildOptions, build\n"
+        "from sarlang_data.ingest.build import BuildOptions, build\n"
         "if __name__ == '__main__':\n"
         "    gsd = Path(sys.argv[4]) if sys.argv[4] else None\n"
         "    m = build(Path(sys.argv[2]), Path(sys.argv[3]),\n"

@@ -178,7 +178,7 @@ class Sampler(threading.Thread):
 
 
 def step_synth(a, work: Path) -> dict:
-    from sarlang_data import synth
+    from sarlang_data.ingest import synth
 
     summary = synth.generate(work / "syn", preset=a.preset, seed=a.seed,
                              image_size=a.image_size, workers=a.workers, progress=False)
@@ -186,7 +186,7 @@ def step_synth(a, work: Path) -> dict:
 
 
 def step_build(a, work: Path) -> dict:
-    from sarlang_data.build import BuildOptions, build
+    from sarlang_data.ingest.build import BuildOptions, build
 
     syn = work / "syn"
     manifest = build(syn / "SARLANG_1M", work / "root",
@@ -197,9 +197,9 @@ def step_build(a, work: Path) -> dict:
 
 
 def step_verify(a, work: Path) -> dict:
-    from sarlang_data import manifest
+    from sarlang_data.format import verify
 
-    return {"verified": manifest.verify(work / "root")}
+    return {"verified": verify.verify(work / "root")}
 
 
 def _identity(batch):
@@ -219,7 +219,7 @@ def _fingerprint_row(config: str, row: dict) -> int:
 def expected_fingerprints(root: Path, config: str) -> dict[str, int]:
     """Per split, the fingerprint of every row of ``config``, from ``index.parquet``."""
     from sarlang_data.configs import get_config
-    from sarlang_data.manifest import read_index
+    from sarlang_data.format.manifest import read_index
 
     cfg = get_config(config)
     table = read_index(str(root), ["key", "split", "captions", "qa"])
@@ -246,7 +246,7 @@ def step_stream(a, work: Path, config: str) -> dict:
     import torch.utils.data
 
     import sarlang_data
-    from sarlang_data.manifest import read_manifest
+    from sarlang_data.format.manifest import read_manifest
 
     root = work / "root"
     expected = read_manifest(str(root))["configs"][config]

@@ -34,7 +34,7 @@ CHILD = """
 import sys, time
 sys.path.insert(0, sys.argv[1])
 import torch
-from sarlang_data import hf
+from sarlang_data.adapters import hf
 from sarlang_data.torch import collate
 
 root, config, split, workers, how, epochs = sys.argv[2:8]

@@ -1,22 +1,30 @@
 """sarlang-data: SARLANG-1M as a streaming dataset package.
 
-Public entry points are imported lazily so ``import sarlang_data`` stays cheap.
+Public entry points are imported lazily (on first use) so ``import sarlang_data`` stays cheap;
+:data:`_LAZY` says where each lives. The package's layers are described in
+``docs/architecture.md``.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
 
-__all__ = ["load_dataset", "download", "__version__"]
+from ._version import __version__
+
+#: public name -> the module that defines it
+_LAZY = {
+    "load_dataset": "sarlang_data.adapters.hf",
+    "download": "sarlang_data.hub",
+    "publish": "sarlang_data.hub",
+    "verify": "sarlang_data.format.verify",
+    "stats": "sarlang_data.format.stats",
+}
+
+__all__ = [*_LAZY, "__version__"]
 
 
 def __getattr__(name: str):
-    if name == "load_dataset":
-        from .hf import load_dataset
-
-        return load_dataset
-    if name == "download":
-        from .hub import download
-
-        return download
-    raise AttributeError(f"module 'sarlang_data' has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sarlang_data' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -23,7 +23,7 @@ def _csv_list(values: list[str] | None) -> list[str] | None:
 
 
 def _cmd_synth(a: argparse.Namespace) -> int:
-    from .synth import generate
+    from .ingest.synth import generate
 
     summary = generate(
         a.out, preset=a.preset, seed=a.seed, image_size=a.image_size, labels=a.labels,
@@ -34,7 +34,7 @@ def _cmd_synth(a: argparse.Namespace) -> int:
 
 
 def _cmd_build(a: argparse.Namespace) -> int:
-    from .build import BuildOptions, build
+    from .ingest.build import BuildOptions, build
 
     columns = None
     if a.columns:
@@ -55,8 +55,8 @@ def _cmd_build(a: argparse.Namespace) -> int:
 
 
 def _cmd_transcode(a: argparse.Namespace) -> int:
-    from .manifest import read_manifest
-    from .transcode import describe, transcode_root
+    from .format.manifest import read_manifest
+    from .ingest.transcode import describe, transcode_root
 
     before = read_manifest(a.root)["counts"]["bytes"]
     manifest = transcode_root(a.root, a.out, image_codec=a.image_codec, zstd_jpeg=a.zstd_jpeg,
@@ -77,7 +77,7 @@ def _add_codec_options(p: argparse.ArgumentParser, default: str) -> None:
 
 
 def _cmd_verify(a: argparse.Namespace) -> int:
-    from .manifest import verify
+    from .format.verify import verify
 
     report = verify(a.root, check_images=not a.shards_only)
     print(
@@ -88,7 +88,7 @@ def _cmd_verify(a: argparse.Namespace) -> int:
 
 
 def _cmd_stats(a: argparse.Namespace) -> int:
-    from .manifest import format_stats, stats
+    from .format.stats import format_stats, stats
 
     st = stats(a.root)
     print(json.dumps(st, indent=1, sort_keys=True) if a.json else format_stats(st))
@@ -96,7 +96,7 @@ def _cmd_stats(a: argparse.Namespace) -> int:
 
 
 def _cmd_card(a: argparse.Namespace) -> int:
-    from .card import write_card
+    from .format.card import write_card
 
     path = write_card(a.root, repo_id=a.repo)
     print(f"wrote {path}")
@@ -134,7 +134,7 @@ def _cmd_download(a: argparse.Namespace) -> int:
 
 
 def _cmd_stream(a: argparse.Namespace) -> int:
-    from .hf import stream_rows
+    from .adapters.console import stream_rows
 
     return stream_rows(
         a.config, data=a.data, limit=a.limit, cities=_csv_list(a.city), tiers=_csv_list(a.tier),

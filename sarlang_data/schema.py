@@ -7,8 +7,10 @@ imports it from here, so the contract stays in one place and is versioned by
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -188,3 +190,32 @@ CAPTION_FIELDS = tuple(Caption.__dataclass_fields__)
 QA_FIELDS = tuple(QA.__dataclass_fields__)
 #: Sample fields that describe the image (everything but its texts).
 META_FIELDS = tuple(f for f in SAMPLE_FIELDS if f not in ("captions", "qa"))
+
+#: hex digits of the content hash in a text id (40 bits: no clash among one image's texts)
+TEXT_ID_HEX = 10
+
+
+def text_id(key: str, text: Mapping[str, Any]) -> str:
+    """Return the stable id of one text of a sample: a caption or a QA pair.
+
+    The id is the sample key, ``c`` (caption) or ``q`` (QA pair) and a hash of the text's
+    content (a caption's kind and text; a pair's question and answer, not its task, so a
+    change of the task inference rules keeps ids), so it is the same in every build of the
+    same release whatever the order of rows, and a prediction joined on it can only meet the
+    text it was made for. The build rejects duplicate texts of an image, so ids are unique.
+
+    Args:
+        key: the sample key.
+        text: one entry of the record's ``captions`` (``kind``, ``text``) or ``qa``
+            (``question``, ``answer``).
+
+    Returns:
+        e.g. ``"0009787-q3f2a9c1b0d"``.
+
+    """
+    if "question" in text:
+        tag, parts = "q", (text["question"], text["answer"])
+    else:
+        tag, parts = "c", (text["kind"], text["text"])
+    digest = hashlib.sha1("\x1f".join(parts).encode("utf-8")).hexdigest()[:TEXT_ID_HEX]
+    return f"{key}-{tag}{digest}"

@@ -28,8 +28,8 @@ def build_preview(out: Path, workers: int = 2) -> dict:
     Returns:
         The manifest of the built root.
     """
-    from sarlang_data.build import BuildOptions, build
-    from sarlang_data.synth import generate
+    from sarlang_data.ingest.build import BuildOptions, build
+    from sarlang_data.ingest.synth import generate
 
     with tempfile.TemporaryDirectory(prefix="sarlang-preview-") as tmp:
         syn = Path(tmp) / "syn"

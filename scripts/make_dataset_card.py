@@ -6,7 +6,7 @@ Usage:
     python scripts/make_dataset_card.py --check    # rebuild, compare with the committed files
 
 The card is a pure function of two small inputs: ``card_facts(manifest)`` and
-``stats(root)`` (see ``sarlang_data/card.py``). This script builds the full-size synthetic
+``stats(root)`` (see ``sarlang_data/format/card.py``). This script builds the full-size synthetic
 release (``synth --preset full --seed 0 --image-size 16``: the published totals, 16-pixel
 images so it takes about two minutes), keeps those two inputs in ``dataset_card.json`` beside
 the card, and renders ``dataset_card.md`` from them. ``tests/test_card.py`` re-renders the card
@@ -46,15 +46,16 @@ def note_for(synth: dict | None) -> str | None:
 
 def card_input(root: Path, synth: dict | None) -> dict:
     """Return what the card is rendered from: the manifest's card facts and the index stats."""
-    from sarlang_data.card import card_facts
-    from sarlang_data.manifest import read_manifest, stats
+    from sarlang_data.format.card import card_facts
+    from sarlang_data.format.manifest import read_manifest
+    from sarlang_data.format.stats import stats
 
     return {"synth": synth, "facts": card_facts(read_manifest(root)), "stats": stats(root)}
 
 
 def render(inp: dict) -> str:
     """Render dataset_card.md from a card input."""
-    from sarlang_data.card import render_card
+    from sarlang_data.format.card import render_card
 
     return render_card(inp["facts"], inp["stats"], repo_id=REPO_ID, note=note_for(inp["synth"]))
 
@@ -66,8 +67,8 @@ def input_bytes(inp: dict) -> bytes:
 
 def build_full(workdir: Path, workers: int = 2) -> dict:
     """Generate and build the full synthetic release in ``workdir``; return its card input."""
-    from sarlang_data.build import BuildOptions, build
-    from sarlang_data.synth import generate
+    from sarlang_data.ingest.build import BuildOptions, build
+    from sarlang_data.ingest.synth import generate
 
     syn = workdir / "syn"
     generate(syn, preset=SYNTH["preset"], seed=SYNTH["seed"], image_size=SYNTH["image_size"],
@@ -105,7 +106,7 @@ def main() -> int:
               "dataset_card.json or dataset_card.md differ from a fresh build: run "
               "python scripts/make_dataset_card.py")
         return 0 if same else 1
-    from sarlang_data.shards import write_atomic
+    from sarlang_data.format.tar import write_atomic
 
     if not a.render:
         write_atomic(INPUT, input_bytes(inp))

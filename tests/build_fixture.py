@@ -132,8 +132,8 @@ def synth_root(base: Path, *, preset: str, seed: int, image_size: int | None = N
 
     Extra keyword arguments go to ``BuildOptions`` (``workers`` defaults to 1).
     """
-    from sarlang_data import synth
-    from sarlang_data.build import BuildOptions, build
+    from sarlang_data.ingest import synth
+    from sarlang_data.ingest.build import BuildOptions, build
 
     syn = Path(base) / "syn"
     synth.generate(syn, preset=preset, seed=seed, image_size=image_size, progress=False,

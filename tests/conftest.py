@@ -20,7 +20,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def synth_tiny(tmp_path_factory) -> Path:
-    from sarlang_data import synth
+    from sarlang_data.ingest import synth
 
     out = tmp_path_factory.mktemp("synth") / "syn"
     synth.generate(out, preset="tiny", seed=0, progress=False, workers=1)
@@ -29,7 +29,7 @@ def synth_tiny(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_root(synth_tiny, tmp_path_factory) -> Path:
-    from sarlang_data.build import BuildOptions, build
+    from sarlang_data.ingest.build import BuildOptions, build
 
     root = tmp_path_factory.mktemp("roots") / "tiny"
     build(synth_tiny / "SARLANG_1M", root,

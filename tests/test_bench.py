@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from sarlang_data import hf, reader, views
+from sarlang_data.adapters import hf
 from sarlang_data.errors import ShardError
-from sarlang_data.manifest import read_manifest
+from sarlang_data.format.manifest import read_manifest
+from sarlang_data.stream import reader, views
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 

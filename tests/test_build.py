@@ -16,12 +16,12 @@ import pytest
 import zstandard
 from build_fixture import BROKEN, MISSING, UNUSED, make_release
 
-from sarlang_data import build as build_mod
 from sarlang_data import configs, schema
-from sarlang_data.build import BuildOptions, build
 from sarlang_data.errors import BuildError
-from sarlang_data.manifest import verify
-from sarlang_data.shards import RECORD
+from sarlang_data.format.tar import RECORD
+from sarlang_data.format.verify import verify
+from sarlang_data.ingest import build as build_mod
+from sarlang_data.ingest.build import BuildOptions, build
 
 ROOT_FILES = ("manifest.json", "index.parquet", "rejects.jsonl", "README.md")
 
@@ -308,7 +308,7 @@ def test_resume_after_sigkill(fx, ref_root, tmp_path):
     out = tmp_path / "root"
     script = (
         "import sys, time\n"
-        "from sarlang_data import build as b\n"
+        "from sarlang_data.ingest import build as b\n"
         "real = b._write_shard\n"
         "def slow(*a):\n"
         "    time.sleep(0.3)\n"
@@ -431,7 +431,7 @@ def test_declared_features_keep_every_image_type(ref_root, tmp_path):
 
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory):
-    from sarlang_data.synth import generate
+    from sarlang_data.ingest.synth import generate
 
     base = tmp_path_factory.mktemp("synth")
     generate(base, preset="tiny", seed=3, workers=1, progress=False, originals=True)
@@ -551,7 +551,7 @@ def test_failed_rebuild_keeps_a_complete_root(fx, ref_root, tmp_path):
 def test_fast_record_equals_sample_to_dict(fx):
     from dataclasses import replace
 
-    from sarlang_data.release import parse_release
+    from sarlang_data.ingest.release import parse_release
 
     parsed = parse_release(fx["release"])
     assert any(q.bbox_xywh for s in parsed.samples for q in s.qa)

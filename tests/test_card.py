@@ -12,7 +12,9 @@ import yaml
 from huggingface_hub import DatasetCard
 
 from sarlang_data import schema
-from sarlang_data.card import (
+from sarlang_data.cli import main as cli_main
+from sarlang_data.configs import CONFIGS
+from sarlang_data.format.card import (
     LICENSE_DETAILS,
     card_facts,
     card_text,
@@ -21,9 +23,8 @@ from sarlang_data.card import (
     size_category,
     write_card,
 )
-from sarlang_data.cli import main as cli_main
-from sarlang_data.configs import CONFIGS
-from sarlang_data.manifest import read_manifest, stats
+from sarlang_data.format.manifest import read_manifest
+from sarlang_data.format.stats import stats
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -201,7 +202,7 @@ def test_dataset_card_md_is_rendered_from_its_committed_input():
 
 def test_dataset_card_input_matches_the_full_synthetic_plan():
     """The committed input has the counts `synth --preset full` is planned to produce."""
-    from sarlang_data import synth
+    from sarlang_data.ingest import synth
 
     mod = _script()
     inp = json.loads(mod.INPUT.read_text())

@@ -17,20 +17,21 @@ import pytest
 import zstandard
 from PIL import Image
 
-from sarlang_data import codec, hf
-from sarlang_data.build import BuildOptions, build
+from sarlang_data.adapters import hf
 from sarlang_data.configs import CONFIGS
 from sarlang_data.errors import BuildError, ConfigError, ShardError, VerifyError
-from sarlang_data.manifest import (
+from sarlang_data.format import codec
+from sarlang_data.format.manifest import (
     PIXEL_COLUMN,
     index_table_bytes,
     manifest_bytes,
     read_index,
     read_manifest,
-    verify,
 )
-from sarlang_data.reader import iter_samples
-from sarlang_data.transcode import transcode_root
+from sarlang_data.format.verify import verify
+from sarlang_data.ingest.build import BuildOptions, build
+from sarlang_data.ingest.transcode import transcode_root
+from sarlang_data.stream.reader import iter_samples
 
 
 def _files(root: Path) -> dict[str, str]:

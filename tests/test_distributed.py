@@ -20,7 +20,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from sarlang_data.configs import get_config
-from sarlang_data.manifest import read_index, read_manifest
+from sarlang_data.format.manifest import read_index, read_manifest
 
 WORLD = 2
 CONFIG = "captions"
@@ -35,7 +35,7 @@ def _child(rank, world, port, root, cache, out_dir):
 
     from torch.utils.data import DataLoader
 
-    from sarlang_data import hf
+    from sarlang_data.adapters import hf
 
     records = []
 

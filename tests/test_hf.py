@@ -10,10 +10,11 @@ import datasets
 import fsspec
 import pytest
 
-from sarlang_data import hf, reader, views
+from sarlang_data.adapters import console, hf
 from sarlang_data.configs import CONFIGS, get_config
 from sarlang_data.errors import ConfigError, ManifestError, ShardError
-from sarlang_data.manifest import read_index, read_manifest
+from sarlang_data.format.manifest import read_index, read_manifest
+from sarlang_data.stream import reader, views
 
 
 def _load(root, name, tmp_path, **kw):
@@ -387,7 +388,7 @@ def test_resolve_root(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("SARLANG_DATA", "https://example.org/root")
     assert hf.resolve_root("sarlang-1m") == "https://example.org/root"
     monkeypatch.delenv("SARLANG_DATA")
-    with caplog.at_level(logging.INFO, logger="sarlang_data.hf"):
+    with caplog.at_level(logging.INFO, logger="sarlang_data.adapters.hf"):
         assert hf.resolve_root("sarlang-1m") == hf.preview_root()
     assert sum("bundled preview" in r.message for r in caplog.records) == 1
     assert hf.preview_root().endswith(("shards", "_preview"))
@@ -417,7 +418,7 @@ def test_stock_datasets_reads_the_readme_configs(name, tiny_root, tmp_path):
 def test_stream_rows_prints_rows_and_rate(tiny_root, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "c"))
     out = io.StringIO()
-    assert hf.stream_rows("vqa", data=str(tiny_root), limit=7, cities=["rotterdam"],
+    assert console.stream_rows("vqa", data=str(tiny_root), limit=7, cities=["rotterdam"],
                           out=out) == 0
     lines = out.getvalue().splitlines()
     assert len(lines) == 8 and lines[0].startswith("0: key=")
@@ -425,7 +426,7 @@ def test_stream_rows_prints_rows_and_rate(tiny_root, monkeypatch, tmp_path):
     assert all(" L" in line.split("image=")[1][:12] for line in lines[:7])  # size and mode
     assert lines[-1].startswith("7 rows of 'vqa' in ") and lines[-1].endswith("rows/s)")
     out = io.StringIO()
-    hf.stream_rows("images", data=str(tiny_root), split="test", decode=False, out=out)
+    console.stream_rows("images", data=str(tiny_root), split="test", decode=False, out=out)
     lines = out.getvalue().splitlines()
     assert len(lines) == read_manifest(tiny_root)["configs"]["images"]["test"] + 1
     assert "bytes)" in lines[0] and "captions=" in lines[0]

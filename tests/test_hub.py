@@ -19,11 +19,14 @@ from huggingface_hub.hf_api import RepoFile
 from PIL import Image
 
 from sarlang_data import hub, schema
-from sarlang_data.build import BuildOptions, build
-from sarlang_data.card import card_text, root_stats
 from sarlang_data.cli import main as cli_main
 from sarlang_data.errors import BuildError, ConfigError, RemoteError, VerifyError
-from sarlang_data.manifest import read_manifest, verify
+from sarlang_data.format.card import card_text, root_stats
+from sarlang_data.format.manifest import read_manifest
+from sarlang_data.format.verify import verify
+from sarlang_data.hub import client
+from sarlang_data.hub import uploads as hub_publish
+from sarlang_data.ingest.build import BuildOptions, build
 
 # --------------------------------------------------------------------------- fixtures
 
@@ -105,7 +108,7 @@ def _check_subset(out: Path, src: Path, keys: list[str], mode: str) -> dict:
         assert _sample_bytes(out, r) == _sample_bytes(src, src_rows[r["key"]])
     assert report["samples"] == len(got) == m["counts"]["samples"]
     assert "## This is a subset" in (out / "README.md").read_text()
-    assert not (out / hub.STAGING).exists()
+    assert not (out / client.STAGING).exists()
     return m
 
 
@@ -173,7 +176,7 @@ def test_exact_where_ranges_are_ignored_fetches_whole_shards(src_root, nginx, tm
 def test_interrupted_download_refetches_nothing_verified(src_root, nginx, tmp_path,
                                                          monkeypatch):
     out = tmp_path / "o"
-    real = hub._FsRemote.fetch
+    real = client._FsRemote.fetch
 
     def drop_after_two(self, rels, staging, sizes, bar, workers):
         if len(rels) <= 2 or not rels[0].startswith("data/"):
@@ -184,14 +187,14 @@ def test_interrupted_download_refetches_nothing_verified(src_root, nginx, tmp_pa
         part.write_bytes(b"\0" * 700)
         raise ConnectionResetError("connection reset by peer")
 
-    monkeypatch.setattr(hub._FsRemote, "fetch", drop_after_two)
+    monkeypatch.setattr(client._FsRemote, "fetch", drop_after_two)
     before = len(nginx.access_entries())
     with pytest.raises(ConnectionResetError):
         hub.download(url=nginx.url, out=out, tiers=["vhr"], progress=False, workers=1)
-    assert not (out / "manifest.json").exists() and (out / hub.STAGING).is_dir()
+    assert not (out / "manifest.json").exists() and (out / client.STAGING).is_dir()
     first = [e.uri for e in _data_gets(nginx, before)]
     assert len(first) == 2
-    monkeypatch.setattr(hub._FsRemote, "fetch", real)
+    monkeypatch.setattr(client._FsRemote, "fetch", real)
     middle = len(nginx.access_entries())
     r = hub.download(url=nginx.url, out=out, tiers=["vhr"], progress=False)
     second = [e.uri for e in _data_gets(nginx, middle)]
@@ -204,7 +207,7 @@ def test_interrupted_download_refetches_nothing_verified(src_root, nginx, tmp_pa
 
 def test_interrupted_exact_download_refetches_nothing_verified(src_root, nginx, tmp_path,
                                                                monkeypatch):
-    from sarlang_data import reader
+    from sarlang_data import remote as reader
 
     out = tmp_path / "o"
     real = reader.read_range
@@ -223,7 +226,7 @@ def test_interrupted_exact_download_refetches_nothing_verified(src_root, nginx, 
                      workers=1)
     first = [(e.uri, e.range) for e in _data_gets(nginx, before)]
     # shards that finished before the failure (a worker may finish the one it had started)
-    done = set(json.loads((out / hub.STAGING / "verified.json").read_text()))
+    done = set(json.loads((out / client.STAGING / "verified.json").read_text()))
     assert len(done) >= 2 and all((out / p).is_file() for p in done)
     monkeypatch.setattr(reader, "read_range", real)
     middle = len(nginx.access_entries())
@@ -463,7 +466,7 @@ class FakeHub(HfApi):
             if path.endswith((".tar", ".zst", ".parquet")):  # as the Hub's .gitattributes
                 lfs = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data),
                        "pointerSize": 134}
-            oid = hub.git_blob_sha1(data) if lfs is None else "0" * 40
+            oid = client.git_blob_sha1(data) if lfs is None else "0" * 40
             yield RepoFile(path=path, size=len(data), oid=oid, lfs=lfs)
 
     def create_commit(self, repo_id, operations, *, commit_message, **kw):
@@ -558,7 +561,7 @@ def test_publish_dry_run_plans_with_sizes_and_sends_nothing(tiny_root, monkeypat
 def test_publish_cli_dry_run_prints_the_plan(tiny_root, monkeypatch, capsys):
     monkeypatch.setenv("HF_TOKEN", "hf_NOTAREALTOKENbutSECRETanyway")
     fake = FakeHub()
-    monkeypatch.setattr(hub, "_hf_api", lambda api, endpoint, token: fake)
+    monkeypatch.setattr(hub_publish, "_hf_api", lambda api, endpoint, token: fake)
     assert cli_main(["publish", str(tiny_root), "--repo", "me/tiny", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "publish to me/tiny" in out and "index.parquet" in out and "KiB" in out
@@ -660,9 +663,9 @@ def test_publish_refuses_a_root_that_differs_from_its_manifest(copy_root):
 
 def test_git_blob_sha1_matches_git():
     # `printf hello | git hash-object --stdin`
-    assert hub.git_blob_sha1(b"hello") == "b6fc4c620b67d95f953a5c1c1230aaab5db5a1b0"
+    assert client.git_blob_sha1(b"hello") == "b6fc4c620b67d95f953a5c1c1230aaab5db5a1b0"
     buf = io.BytesIO(b"x" * 3_000_000)
-    assert hub.git_blob_sha1(buf.getvalue()) == hashlib.sha1(
+    assert client.git_blob_sha1(buf.getvalue()) == hashlib.sha1(
         b"blob 3000000\0" + buf.getvalue()).hexdigest()
 
 
@@ -677,8 +680,8 @@ def test_manifest_json_of_subset_is_versioned_and_valid(src_root, tmp_path):
 
 
 def test_download_with_zstd_codec_lands_pixels_equal_to_the_source(src_root, nginx, tmp_path):
-    from sarlang_data import codec
-    from sarlang_data.reader import iter_samples
+    from sarlang_data.format import codec
+    from sarlang_data.stream.reader import iter_samples
 
     city = _rows(src_root)[0]["city"]
     out = tmp_path / "fast"
@@ -702,7 +705,7 @@ def test_download_with_zstd_codec_lands_pixels_equal_to_the_source(src_root, ngi
 
 
 def test_publish_refuses_a_pixel_codec_root(src_root, tmp_path):
-    from sarlang_data.transcode import transcode_root
+    from sarlang_data.ingest.transcode import transcode_root
 
     fast = tmp_path / "fast"
     transcode_root(src_root, fast, image_codec="zstd", workers=1, progress=False)

@@ -13,8 +13,8 @@ from pathlib import Path
 import datasets
 import pytest
 
-from sarlang_data import hf
-from sarlang_data.manifest import read_manifest
+from sarlang_data.adapters import hf
+from sarlang_data.format.manifest import read_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "loading_script.py"

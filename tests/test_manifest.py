@@ -7,18 +7,13 @@ import pytest
 from build_fixture import make_release
 
 from sarlang_data import schema
-from sarlang_data.build import BuildOptions, build
-from sarlang_data.card import card_text, write_card
 from sarlang_data.cli import main as cli_main
 from sarlang_data.errors import ConfigError, ManifestError, VerifyError
-from sarlang_data.manifest import (
-    format_stats,
-    manifest_bytes,
-    read_manifest,
-    select_shards,
-    stats,
-    verify,
-)
+from sarlang_data.format.card import card_text, write_card
+from sarlang_data.format.manifest import manifest_bytes, read_manifest, select_shards
+from sarlang_data.format.stats import format_stats, stats
+from sarlang_data.format.verify import verify
+from sarlang_data.ingest.build import BuildOptions, build
 
 
 @pytest.fixture(scope="module")

@@ -51,14 +51,23 @@ def test_preview_covers_the_catalogue_and_stays_small():
 
 
 def test_a_wheel_carries_the_whole_preview(tmp_path):
-    """A non-editable install gets shards/ as sarlang_data/_preview, every file, same bytes."""
+    """A non-editable install gets every module, and shards/ as sarlang_data/_preview."""
+    import shutil
     import subprocess
     import sys
     import zipfile
 
+    # build from a copy: setuptools keeps a build/ folder in the source tree, whose stale
+    # modules (from before a file moved) would land in the wheel
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "sarlang_data", "shards"):
+        copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy2
+        copy(REPO / name, src / name, **({"ignore": shutil.ignore_patterns("__pycache__")}
+                                          if (REPO / name).is_dir() else {}))
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path), str(REPO)],
+         "-w", str(tmp_path), str(src)],
         check=True, capture_output=True,
     )
     (wheel,) = tmp_path.glob("sarlang_data-*.whl")
@@ -69,3 +78,10 @@ def test_a_wheel_carries_the_whole_preview(tmp_path):
             for n in z.namelist() if n.startswith(prefix) and not n.endswith("/")
         }
     assert packed == _files(SHARDS)
+    # and every module of the package, subpackages included, byte for byte
+    with zipfile.ZipFile(wheel) as z:
+        modules = {n: hashlib.sha256(z.read(n)).hexdigest()
+                   for n in z.namelist() if n.endswith(".py") and not n.startswith(prefix)}
+    on_disk = {str(p.relative_to(REPO)): hashlib.sha256(p.read_bytes()).hexdigest()
+               for p in (REPO / "sarlang_data").rglob("*.py")}
+    assert modules == on_disk

@@ -9,9 +9,10 @@ import fsspec
 import pytest
 import zstandard
 
-from sarlang_data import reader
+from sarlang_data import remote
 from sarlang_data.errors import ConfigError, RangeError, ShardError
-from sarlang_data.manifest import read_index, read_manifest
+from sarlang_data.format.manifest import read_index, read_manifest
+from sarlang_data.stream import reader
 
 
 def _index_by_shard(root):
@@ -137,7 +138,7 @@ def test_gnu_long_names_and_pax_paths_are_followed(tmp_path):
 
 
 def test_parse_header_checks_the_checksum():
-    from sarlang_data.shards import ustar_header
+    from sarlang_data.format.tar import ustar_header
 
     h = ustar_header("abc.json", 1234)
     assert reader.parse_header(h) == (b"abc.json", 1234, b"0")
@@ -276,14 +277,14 @@ def test_read_range_local_and_memory(tmp_path):
     fs.pipe("/range-test/f.bin", data)
     try:
         for url in (str(p), p.as_uri(), "memory://range-test/f.bin"):
-            assert reader.read_range(url, 1000, 300) == data[1000:1300]
-            assert reader.read_range(url, 0, 0) == b""
+            assert remote.read_range(url, 1000, 300) == data[1000:1300]
+            assert remote.read_range(url, 0, 0) == b""
             with pytest.raises(RangeError, match=r"got 240 bytes, asked for 300; .*shorter"):
-                reader.read_range(url, len(data) - 240, 300)
+                remote.read_range(url, len(data) - 240, 300)
     finally:
         fs.rm("/range-test", recursive=True)
     with pytest.raises(ValueError, match="must be >= 0"):
-        reader.read_range(str(p), -1, 5)
+        remote.read_range(str(p), -1, 5)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -329,15 +330,15 @@ def http_base():
 
 def test_read_range_http_checks_status_and_content_range(http_base):
     data = _Handler.data
-    assert reader.read_range(f"{http_base}/honour/f", 1000, 300) == data[1000:1300]
+    assert remote.read_range(f"{http_base}/honour/f", 1000, 300) == data[1000:1300]
     with pytest.raises(RangeError, match=r"ignored Range and answered 200 .*allow_full=True"):
-        reader.read_range(f"{http_base}/ignore/f", 1000, 300)
-    got = reader.read_range(f"{http_base}/ignore/f", 1000, 300, allow_full=True)
+        remote.read_range(f"{http_base}/ignore/f", 1000, 300)
+    got = remote.read_range(f"{http_base}/ignore/f", 1000, 300, allow_full=True)
     assert got == data[1000:1300]
     with pytest.raises(RangeError, match=r"status 206 but Content-Range is 'bytes 0-8191/16384'"):
-        reader.read_range(f"{http_base}/liar/f", 1000, 300)
+        remote.read_range(f"{http_base}/liar/f", 1000, 300)
     with pytest.raises(RangeError, match=r"HTTP status 404"):
-        reader.read_range(f"{http_base}/missing/f", 0, 10)
+        remote.read_range(f"{http_base}/missing/f", 0, 10)
 
 
 def test_streams_a_shard_over_http(http_base, tiny_root):

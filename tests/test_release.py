@@ -1,4 +1,4 @@
-"""Tests of sarlang_data.release: the authors' release layout -> samples + rejects."""
+"""Tests of sarlang_data.ingest.release: the authors' release layout -> samples + rejects."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from sarlang_data import schema
 from sarlang_data.errors import ColumnError, ReleaseError
-from sarlang_data.release import (
+from sarlang_data.ingest.release import (
     ParsedRelease,
     Place,
     infer_caption_kind,
@@ -796,7 +796,7 @@ def _truth(out: Path) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
 
 @pytest.fixture(scope="module")
 def synth_tiny_originals(tmp_path_factory) -> Path:
-    from sarlang_data.synth import generate
+    from sarlang_data.ingest.synth import generate
 
     out = tmp_path_factory.mktemp("rel_synth") / "present"
     generate(out, preset="tiny", seed=5, labels="present", originals=True, workers=1,
@@ -806,7 +806,7 @@ def synth_tiny_originals(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def synth_tiny_absent(tmp_path_factory) -> Path:
-    from sarlang_data.synth import generate
+    from sarlang_data.ingest.synth import generate
 
     out = tmp_path_factory.mktemp("rel_synth") / "absent"
     generate(out, preset="tiny", seed=6, labels="absent", workers=1, progress=False)
@@ -915,7 +915,7 @@ def test_synth_tiny_labels_absent_inferred(synth_tiny_absent):
 @pytest.mark.slow
 def test_synth_full_text_inference_accuracy(tmp_path):
     """Tasks and caption kinds inferred from wording agree with the truth of the full set."""
-    from sarlang_data.synth import generate
+    from sarlang_data.ingest.synth import generate
 
     out = tmp_path / "full"
     generate(out, preset="full", seed=1, labels="absent", images=False, workers=1,

@@ -19,9 +19,10 @@ import traceback
 
 import pytest
 
-from sarlang_data import hf, reader
+from sarlang_data import remote as reader
+from sarlang_data.adapters import hf
 from sarlang_data.errors import ManifestError, RangeError, RemoteError, SarlangError
-from sarlang_data.manifest import read_index, read_manifest
+from sarlang_data.format.manifest import read_index, read_manifest
 
 
 def _rows(ds):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import zstandard
 
-from sarlang_data.shards import (
+from sarlang_data.format.tar import (
     BLOCK,
     RECORD,
     ShardWriter,

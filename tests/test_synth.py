@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sarlang_data import synth
 from sarlang_data.errors import BuildError, ConfigError
+from sarlang_data.ingest import synth
 from sarlang_data.schema import OTHERS_TYPES, SOURCES, SPLITS, TASKS, TIERS, tier_for_gsd
 
 NAME_RE = {

@@ -11,11 +11,13 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from sarlang_data import hf
-from sarlang_data import torch as st
+from sarlang_data.adapters import hf
+from sarlang_data.adapters import torch as st
+from sarlang_data.adapters.hf import iterable
 from sarlang_data.configs import get_config
 from sarlang_data.errors import ConfigError
-from sarlang_data.manifest import read_index, read_manifest
+from sarlang_data.format.manifest import read_index, read_manifest
+from sarlang_data.stream import partition, shuffle
 
 
 @pytest.fixture(scope="module")
@@ -66,13 +68,13 @@ def test_balanced_bins_are_a_partition_and_even():
         weights = [rng.choice([0, 1, 3, 50, 200]) + rng.randrange(40)
                    for _ in range(rng.randrange(1, 30))]
         n = rng.randrange(1, 8)
-        bins = st.balanced_bins(weights, n)
+        bins = partition.balanced_bins(weights, n)
         assert len(bins) == n
         assert sorted(i for b in bins for i in b) == list(range(len(weights)))
         loads = [sum(weights[i] for i in b) for b in bins]
         assert max(loads) - min(loads) <= max(weights)
         assert max(loads) <= sum(weights) / n + max(weights)
-        assert bins == st.balanced_bins(weights, n)  # deterministic
+        assert bins == partition.balanced_bins(weights, n)  # deterministic
         assert all(b == sorted(b) for b in bins)
 
 
@@ -82,7 +84,7 @@ def test_balance_beats_counting_shards(tiny_root):
               if s["split"] == "train"]
     for n in (2, 3, 4):
         by_count = [sum(counts[i::n]) for i in range(n)]
-        ours = [st.split(st.whole(counts), counts, n, i).rows for i in range(n)]
+        ours = [partition.split(partition.whole(counts), counts, n, i).rows for i in range(n)]
         assert sum(ours) == sum(counts)
         assert max(ours) - min(ours) <= min(max(by_count) - min(by_count), max(counts))
         assert max(ours) < max(by_count)
@@ -97,11 +99,11 @@ def test_nested_splits_read_every_row_exactly_once():
         workers = rng.randrange(1, 6)
         seen = collections.Counter()
         for rank in range(world):
-            node, _ = st.node_part(counts, order, (rank, world))
+            node, _ = partition.node_part(counts, order, (rank, world))
             for w in range(workers):
-                part = st.split(node, counts, workers, w)
-                got = [key for _, key, _ in st.iter_part(part, _fake_read(counts),
-                                                         st.fresh_state(part))]
+                part = partition.split(node, counts, workers, w)
+                got = [key for _, key, _ in shuffle.iter_part(part, _fake_read(counts),
+                                                         shuffle.fresh_state(part))]
                 assert len(got) == part.rows
                 seen.update(got)
         assert seen == collections.Counter((s, k) for s, c in enumerate(counts)
@@ -110,12 +112,12 @@ def test_nested_splits_read_every_row_exactly_once():
 
 def test_fallback_only_when_shards_are_fewer_than_readers():
     counts = [5, 7, 2]
-    whole = st.whole(counts)
-    assert not st.split(whole, counts, 3, 1).fallback
-    parts = [st.split(whole, counts, 4, i) for i in range(4)]
+    whole = partition.whole(counts)
+    assert not partition.split(whole, counts, 3, 1).fallback
+    parts = [partition.split(whole, counts, 4, i) for i in range(4)]
     assert all(p.fallback and p.shards == (0, 1, 2) for p in parts)
     assert [p.rows for p in parts] == [4, 4, 3, 3]
-    assert st.whole([0, 3, 0]).shards == (1,)  # shards without rows are not read at all
+    assert partition.whole([0, 3, 0]).shards == (1,)  # shards without rows are not read at all
 
 
 @pytest.mark.parametrize("mode", ["auto", "drop", "repeat"])
@@ -126,9 +128,9 @@ def test_equalize_gives_every_rank_the_same_rows(mode):
         world = rng.randrange(2, 5)
         if sum(counts) < world:
             continue
-        plain = [st.node_part(counts, None, (r, world))[0].rows for r in range(world)]
+        plain = [partition.node_part(counts, None, (r, world))[0].rows for r in range(world)]
         lo, hi = min(plain), max(plain)
-        parts, eqs = zip(*(st.node_part(counts, None, (r, world), mode)
+        parts, eqs = zip(*(partition.node_part(counts, None, (r, world), mode)
                            for r in range(world)), strict=True)
         target = parts[0].target
         expected = {"drop": lo, "repeat": hi}.get(mode) or (
@@ -139,13 +141,13 @@ def test_equalize_gives_every_rank_the_same_rows(mode):
             workers = rng.randrange(1, 4)
             total = []
             for w in range(workers):
-                part = st.split(parts[r], counts, workers, w)
-                total += [k for _, k, _ in st.iter_part(part, _fake_read(counts),
-                                                        st.fresh_state(part))]
+                part = partition.split(parts[r], counts, workers, w)
+                total += [k for _, k, _ in shuffle.iter_part(part, _fake_read(counts),
+                                                        shuffle.fresh_state(part))]
             assert len(total) == target
-            own = collections.Counter(k for _, k, _ in st.iter_part(
-                st.node_part(counts, None, (r, world))[0], _fake_read(counts),
-                st.fresh_state(parts[r])))
+            own = collections.Counter(k for _, k, _ in shuffle.iter_part(
+                partition.node_part(counts, None, (r, world))[0], _fake_read(counts),
+                shuffle.fresh_state(parts[r])))
             got = collections.Counter(total)
             # dropping keeps a subset of the rank's rows; repeating keeps all of them
             assert all(got[k] <= (1 if target <= own.total() else 2 + target // max(1, len(own)))
@@ -157,37 +159,37 @@ def test_equalize_gives_every_rank_the_same_rows(mode):
 
 def test_equalize_refuses_ranks_without_rows():
     with pytest.raises(ConfigError, match=r"rank \d of 4 has no rows \(3 rows in the selection\)"):
-        st.node_part([3], None, (0, 4), "auto")
+        partition.node_part([3], None, (0, 4), "auto")
     with pytest.raises(ConfigError, match="equalize='sideways'"):
-        st.check_equalize("sideways")
+        partition.check_equalize("sideways")
 
 
 def test_apportion():
-    assert st.apportion(10, [3, 3, 4]) == [3, 3, 4]
-    assert st.apportion(7, [3, 3, 4]) == [2, 2, 3]
-    assert st.apportion(13, [3, 3, 4]) == [4, 4, 5]
-    assert st.apportion(5, [0, 4, 4]) == [0, 3, 2]
-    assert st.apportion(0, [0, 0]) == [0, 0]
+    assert partition.apportion(10, [3, 3, 4]) == [3, 3, 4]
+    assert partition.apportion(7, [3, 3, 4]) == [2, 2, 3]
+    assert partition.apportion(13, [3, 3, 4]) == [4, 4, 5]
+    assert partition.apportion(5, [0, 4, 4]) == [0, 3, 2]
+    assert partition.apportion(0, [0, 0]) == [0, 0]
     with pytest.raises(ConfigError, match="has none to repeat"):
-        st.apportion(2, [0, 0])
+        partition.apportion(2, [0, 0])
 
 
 def test_node_from_env(monkeypatch):
     monkeypatch.delenv("RANK", raising=False)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    assert st.node_from_env() is None
+    assert partition.node_from_env() is None
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "3")
-    assert st.node_from_env() == (1, 3)
+    assert partition.node_from_env() == (1, 3)
     monkeypatch.setenv("WORLD_SIZE", "1")
-    assert st.node_from_env() is None
+    assert partition.node_from_env() is None
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(ConfigError, match="WORLD_SIZE='two'"):
-        st.node_from_env()
+        partition.node_from_env()
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "2")
     with pytest.raises(ConfigError, match=r"rank must be in 0..world_size-1"):
-        st.node_from_env()
+        partition.node_from_env()
 
 
 # --------------------------------------------------------------------------- DataLoader
@@ -236,7 +238,7 @@ def test_fewer_shards_than_workers_split_rows_with_a_warning(tiny_root, index, t
     loader = DataLoader(ds, batch_size=None, num_workers=4)
     assert collections.Counter(_ident(r) for r in loader) == expected
     inner = ds._ex_iterable.ex_iterable
-    with caplog.at_level(logging.WARNING, logger="sarlang_data.hf"):
+    with caplog.at_level(logging.WARNING, logger="sarlang_data.adapters.hf"):
         parts = [list(inner.split_rows(3, i)) for i in range(3)]
     assert sum(len(p) for p in parts) == expected.total()
     assert max(len(p) for p in parts) - min(len(p) for p in parts) <= 1
@@ -245,7 +247,7 @@ def test_fewer_shards_than_workers_split_rows_with_a_warning(tiny_root, index, t
 
 
 def test_n_shards_counts_only_shards_with_rows(tiny_root, tmp_path, monkeypatch):
-    from sarlang_data import reader
+    from sarlang_data.stream import reader
 
     manifest = read_manifest(tiny_root)
     with_captions = [s for s in manifest["shards"] if s["split"] == "train"
@@ -385,7 +387,7 @@ def test_a_state_of_another_plan_is_refused(tiny_root, tmp_path):
 
 def test_equalize_in_process_ranks(tiny_root, index, tmp_path, caplog):
     world = 3
-    with caplog.at_level(logging.INFO, logger="sarlang_data.hf"):
+    with caplog.at_level(logging.INFO, logger="sarlang_data.adapters.hf"):
         parts = [_ids(_load(tiny_root, "vqa", tmp_path, split="train", equalize=True,
                             distributed=(r, world))) for r in range(world)]
     assert len({len(p) for p in parts}) == 1
@@ -629,7 +631,7 @@ def test_small_batches_pickle_by_value_in_workers(monkeypatch):
 
 
 def test_collate_reads_pixel_members(monkeypatch):
-    from sarlang_data import codec
+    from sarlang_data.format import codec
 
     pixels = (np.arange(48, dtype=np.uint8).reshape(6, 8) * 5)
     member = codec.encode_image(Image.fromarray(pixels)).member
@@ -662,7 +664,7 @@ def test_derived_datasets_keep_the_balanced_split(num_workers, tiny_root, index,
 
 
 def test_fewer_shards_than_ranks_split_rows(tiny_root, index, tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="sarlang_data.hf"):
+    with caplog.at_level(logging.INFO, logger="sarlang_data.adapters.hf"):
         parts = [_ids(_load(tiny_root, "vqa", tmp_path, split="train", cities=["rotterdam"],
                             distributed=(r, 2))) for r in range(2)]
     expected = _expected("vqa", index, "train", keep=lambda r: r["city"] == "rotterdam")
@@ -717,7 +719,7 @@ def _per_row(part, read, read_samples, saved):
     """iter_rows' plain path reading a sample at a time: ids and state after every row."""
     state = dict(saved)
     got = []
-    for key, row in st.iter_rows(part, read, state, shuffle_key=None, buffer_size=0,
+    for key, row in shuffle.iter_rows(part, read, state, shuffle_key=None, buffer_size=0,
                                  read_samples=read_samples):
         assert key == row["id"]
         got.append((row["id"], dict(state)))
@@ -726,9 +728,9 @@ def _per_row(part, read, read_samples, saved):
 
 def _chained(part, read, read_samples, saved):
     """iter_plain_samples with its cursor, as the top-level stream reads."""
-    cursor = st.SampleCursor(dict(saved))
+    cursor = shuffle.SampleCursor(dict(saved))
     got = [(row["id"], cursor.position())
-           for rows in st.iter_plain_samples(part, read_samples, cursor) for row in rows]
+           for rows in shuffle.iter_plain_samples(part, read_samples, cursor) for row in rows]
     return got, cursor.position()
 
 
@@ -741,15 +743,15 @@ def test_plain_paths_keep_iter_parts_state_after_every_row_and_resume_exactly():
         counts = [sum(s) for s in sizes]
         order = list(range(len(counts)))
         rng.shuffle(order)
-        part = st.whole(counts, order)
+        part = partition.whole(counts, order)
         read, read_samples = _fake_samples(sizes)
-        state = st.fresh_state(part)
-        ref = [(row["id"], dict(state)) for _, _, row in st.iter_part(part, read, state)]
+        state = shuffle.fresh_state(part)
+        ref = [(row["id"], dict(state)) for _, _, row in shuffle.iter_part(part, read, state)]
         final = dict(state)
         assert [i for i, _ in ref] == [(s, k) for s in part.shards for k in range(counts[s])]
 
         for run in (_per_row, _chained):
-            assert run(part, read, read_samples, st.fresh_state(part)) == (ref, final)
+            assert run(part, read, read_samples, shuffle.fresh_state(part)) == (ref, final)
             for i, (_, saved) in enumerate(ref):  # resume after every row
                 assert run(part, read, read_samples, saved) == (ref[i + 1:], final)
                 resumes += 1
@@ -760,9 +762,9 @@ def test_unshuffled_stream_state_after_every_row_matches_iter_part(tiny_root, tm
     ds = _load(tiny_root, "vqa", tmp_path, split="train")
     inner = ds._inner().copy()
     part, _ = inner.plan()
-    state = st.fresh_state(part)
-    ref = [(_ident(row), hf._copy_state(state))
-           for _, _, row in st.iter_part(part, inner._read, state)]
+    state = shuffle.fresh_state(part)
+    ref = [(_ident(row), iterable._copy_state(state))
+           for _, _, row in shuffle.iter_part(part, inner._read, state)]
     assert len(ref) == 260
     got = []
     for row in ds:

@@ -2,10 +2,10 @@ import copy
 
 import pytest
 
-from sarlang_data import reader, views
 from sarlang_data.configs import CONFIGS, get_config
 from sarlang_data.errors import ConfigError
-from sarlang_data.manifest import read_manifest
+from sarlang_data.format.manifest import read_manifest
+from sarlang_data.stream import reader, views
 
 
 @pytest.fixture(scope="module")

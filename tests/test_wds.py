@@ -6,10 +6,10 @@ import pytest
 import torch
 import webdataset as wds
 
-from sarlang_data import hf
 from sarlang_data import torch as st
+from sarlang_data.adapters import hf
 from sarlang_data.errors import ConfigError
-from sarlang_data.manifest import read_manifest
+from sarlang_data.format.manifest import read_manifest
 from sarlang_data.wds import SarlangPipeline, pipeline
 
 

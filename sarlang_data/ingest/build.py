@@ -2,13 +2,13 @@
 
 The build runs in five steps:
 
-1. parse the release (:func:`sarlang_data.release.parse_release`);
+1. parse the release (:func:`sarlang_data.ingest.release.parse_release`);
 2. read every image once in a pool of ``workers`` processes: its sha256, and its format and
    size from Pillow's header parse (no pixel decode); images Pillow cannot open become
    ``not_an_image`` rejects. With originals, each GeoTIFF is zstd-compressed here, once, into a
    content-addressed cache, so its member size is known; with ``image_codec="zstd"`` each
    PNG (and with ``zstd_jpeg`` each JPEG) is decoded here, once, and its pixel member
-   (:mod:`sarlang_data.codec`) goes to the same kind of cache;
+   (:mod:`sarlang_data.format.codec`) goes to the same kind of cache;
 3. serialise every sample record; every member size is now known, so the parent plans the
    shards exactly (rollover by ``shard_size`` within each (split, tier, city));
 4. write the shards, one task per shard, in the same pool (a single large group still spreads
@@ -19,6 +19,9 @@ The build runs in five steps:
 The build is deterministic (same release and options -> byte-identical files, whatever the
 worker count) and resumable: ``ROOT/.build/`` keeps the plan fingerprint and one done-record
 per finished shard, and a rerun keeps every finished shard whose bytes still hash to its record.
+
+
+The per-image and per-shard work that runs in the pool is :mod:`sarlang_data.ingest.workers`.
 """
 
 from __future__ import annotations
@@ -26,24 +29,22 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
-import io
 import json
 import logging
 import os
-import re
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import codec, schema
-from .configs import CONFIGS, rows_per_config
-from .errors import BuildError
-from .manifest import (
+from .. import schema
+from ..configs import CONFIGS, rows_per_config
+from ..errors import BuildError
+from ..format import codec
+from ..format.manifest import (
     INDEX_NAME,
     MANIFEST_NAME,
     REJECTS_NAME,
@@ -51,31 +52,37 @@ from .manifest import (
     manifest_bytes,
     validate_manifest,
 )
-from .shards import (
+from ..format.tar import (
     COMPRESSIONS,
     PARTIAL_SUFFIX,
     ZSTD_LEVEL,
-    MemberSpan,
     SampleSpan,
     ShardResult,
-    TarWriter,
     plan_rollover,
     sample_bytes,
     write_atomic,
 )
+from .workers import (
+    _hash_file,
+    _Item,
+    _Pool,
+    _Probe,
+    _probe,
+    _record_from_result,
+    _ShardTask,
+    _write_shard,
+)
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from .release import ParsedRelease
-
-log = logging.getLogger(__name__)
 
 STATE_DIR = ".build"
 IMAGE_CODECS = codec.CODECS
 #: reject reasons that do not stand for a lost text row
 NOT_TEXT_ROWS = ("unused_image",)
 #: Pillow format name -> image member extension
-_FORMAT_EXT = {"PNG": "png", "JPEG": "jpg", "MPO": "jpg"}
-_REPR_RE = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,7 @@ class BuildOptions:
         image_codec: ``"source"``: image members are the release's bytes (what the Hub
             copy holds); ``"zstd"``: PNG images are stored as their decoded pixels,
             losslessly, as ``{key}.npy.zst`` members (training copies: they decode ~7x
-            faster than PNG, see ``sarlang_data.codec``). Recorded in the manifest per source
+            faster than PNG, see ``sarlang_data.format.codec``). Recorded in the manifest per source
             image format (``build.image_codec``).
         zstd_jpeg: with ``image_codec="zstd"``, store JPEG images as pixels too (their pixels
             take several times the JPEG's bytes; by default JPEG images keep their bytes).
@@ -149,243 +156,6 @@ class BuildOptions:
     def codec_rule(self) -> dict[str, str]:
         """The image codec per source image format (``{"png": ..., "jpg": ...}``)."""
         return codec.codec_rule(self.image_codec, self.zstd_jpeg)
-
-
-# --------------------------------------------------------------------------- worker tasks
-
-
-@dataclass(frozen=True)
-class _Probe:
-    """What step 2 learnt about one image (and its original)."""
-
-    key: str
-    ok: bool
-    detail: str = ""
-    ext: str = ""
-    width: int = 0
-    height: int = 0
-    sha256: str = ""
-    size: int = 0
-    original: str | None = None  # path of the cached .tif.zst member
-    original_size: int = 0
-    original_sha256: str = ""  # of the GeoTIFF itself
-    # the image member when the codec stores pixels (else the release's file is the member)
-    member: str | None = None  # path of the cached npy.zst member
-    member_size: int = 0
-    member_sha256: str = ""
-    pixel_sha256: str | None = None
-    kept: str = ""  # why an image the codec would store as pixels keeps its bytes
-
-
-def _probe(job: tuple[str, str, str | None, str | None, str | None, dict[str, str]]
-           ) -> _Probe:
-    """Hash one image, read its format and size, encode its pixels, compress its original."""
-    from PIL import Image
-
-    key, image_path, original_path, cache_dir, pixel_dir, rule = job
-    try:
-        data = Path(image_path).read_bytes()
-    except OSError as e:
-        return _Probe(key, False, f"cannot read it: {e}")
-    sha = hashlib.sha256(data).hexdigest()
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            fmt, (width, height) = im.format, im.size
-    except Exception as e:  # noqa: BLE001 - whatever Pillow raises, the file is not an image
-        # drop object reprs ("<_io.BytesIO object at 0x7f...>"): rejects.jsonl is deterministic
-        why = _REPR_RE.sub("(bytes)", f"{type(e).__name__}: {e}")
-        return _Probe(key, False, f"Pillow cannot open it ({why})", sha256=sha, size=len(data))
-    ext = _FORMAT_EXT.get(fmt or "")
-    if ext is None:
-        return _Probe(key, False, f"it is a {fmt} image; shards carry PNG or JPEG only",
-                      sha256=sha, size=len(data))
-    probe = _Probe(key, True, ext=ext, width=width, height=height, sha256=sha, size=len(data))
-    if pixel_dir is not None and rule.get(ext, "source") != "source":
-        probe = _encode_pixels(probe, data, Path(pixel_dir), rule)
-        if not probe.ok:
-            return probe
-    if original_path is None or cache_dir is None:
-        return probe
-    try:
-        raw = Path(original_path).read_bytes()
-    except OSError as e:
-        raise BuildError(
-            f"original {original_path!r} of {key!r}: cannot read it ({e}); fix the file or "
-            "build without --originals"
-        ) from None
-    tif_sha = hashlib.sha256(raw).hexdigest()
-    cached = Path(cache_dir) / f"{tif_sha}.tif.zst"
-    if not cached.is_file():
-        import zstandard
-
-        cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=True)
-        write_atomic(cached, cctx.compress(raw))
-    return replace(probe, original=str(cached), original_size=cached.stat().st_size,
-                   original_sha256=tif_sha)
-
-
-def _encode_pixels(probe: _Probe, data: bytes, pixel_dir: Path, rule: dict[str, str]
-                   ) -> _Probe:
-    """Store an image's pixels as a member in the content-addressed cache (once per image)."""
-    from .errors import SarlangError
-
-    cached = pixel_dir / f"{probe.sha256}.{probe.ext}.l{codec.LEVEL}.{codec.EXT}"
-    member = pixel_sha = None
-    if cached.is_file():  # an earlier run of this build encoded it
-        try:
-            member = cached.read_bytes()
-            pixel_sha = codec.member_pixel_sha256(member)
-        except (OSError, SarlangError):
-            member = None
-    if member is None:
-        try:
-            m = codec.encode_member(data, probe.ext, rule)
-        except ValueError as e:
-            why = _REPR_RE.sub("(bytes)", str(e))
-            return _Probe(probe.key, False, f"{why}; its pixels cannot be stored",
-                          sha256=probe.sha256, size=probe.size)
-        if m.ext != codec.EXT:
-            return replace(probe, kept=m.kept_because or "")
-        member, pixel_sha = m.data, m.pixel_sha256
-        write_atomic(cached, member)
-    return replace(probe, member=str(cached), member_size=len(member),
-                   member_sha256=hashlib.sha256(member).hexdigest(), pixel_sha256=pixel_sha)
-
-
-@dataclass(frozen=True)
-class _Item:
-    """One sample as a shard task needs it.
-
-    ``image_path`` is the file holding the image member: the release's image, or its cached
-    pixel member (``ext`` is then ``npy.zst`` and ``member_sha256`` that member's hash).
-    """
-
-    key: str
-    json: bytes
-    image_path: str
-    ext: str
-    image_sha256: str
-    original: str | None
-    member_sha256: str = ""
-    pixel_sha256: str | None = None
-
-
-@dataclass(frozen=True)
-class _ShardTask:
-    """One shard to write: its path relative to the root, its samples, its fingerprint."""
-
-    path: str
-    split: str
-    tier: str
-    city: str
-    items: tuple[_Item, ...]
-    fingerprint: str
-
-
-def _hash_file(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            sha.update(chunk)
-    return sha.hexdigest()
-
-
-def _result_from_record(path: Path, record: dict) -> ShardResult:
-    samples = tuple(
-        SampleSpan(key, off, size, tuple(MemberSpan(*m) for m in members))
-        for key, off, size, members in record["samples"]
-    )
-    return ShardResult(path, record["bytes"], record["sha256"], samples)
-
-
-def _record_from_result(task: _ShardTask, result: ShardResult) -> dict:
-    return {
-        "path": task.path,
-        "task": task.fingerprint,
-        "bytes": result.bytes,
-        "sha256": result.sha256,
-        "samples": [
-            [s.key, s.offset, s.size,
-             [[m.name, m.header_offset, m.data_offset, m.size] for m in s.members]]
-            for s in result.samples
-        ],
-    }
-
-
-def _write_shard(root: str, task: _ShardTask, compress: str, done: dict | None):
-    """Write one shard, or keep the existing file when its done-record still holds.
-
-    Returns:
-        ``(result, reused)``.
-
-    """
-    path = Path(root) / task.path
-    if done is not None and done.get("task") == task.fingerprint and path.is_file():
-        if path.stat().st_size == done["bytes"] and _hash_file(path) == done["sha256"]:
-            return _result_from_record(path, done), True
-    with TarWriter(path, compress) as writer:
-        for it in task.items:
-            data = Path(it.image_path).read_bytes()
-            got = hashlib.sha256(data).hexdigest()
-            want = it.member_sha256 or it.image_sha256
-            if got != want:
-                raise BuildError(
-                    f"image {it.image_path!r}: changed while the build ran (sha256 "
-                    f"{want} when read, {got} now); rerun the build"
-                )
-            members = [(schema.JSON_EXT, it.json), (it.ext, data)]
-            if it.original is not None:
-                members.append((schema.ORIGINAL_EXT, Path(it.original).read_bytes()))
-            writer.add_sample(it.key, members)
-        return writer.close(), False
-
-
-# --------------------------------------------------------------------------- the pool
-
-
-class _Pool:
-    """A process pool of ``workers`` processes, or plain calls in this process for 1 worker."""
-
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
-        self.ex: ProcessPoolExecutor | None = None
-        if workers > 1:
-            import multiprocessing
-
-            # forkserver: workers do not inherit this process's threads (tqdm's monitor, ...)
-            method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() \
-                else "spawn"
-            self.ex = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
-
-    def map(self, fn: Callable, jobs: list) -> Iterator:
-        """Results of ``fn(job)`` in job order."""
-        if self.ex is None:
-            return map(fn, jobs)
-        chunk = max(1, min(256, len(jobs) // (self.workers * 8)))
-        return self.ex.map(fn, jobs, chunksize=chunk)
-
-    def unordered(self, fn: Callable, jobs: Iterable[tuple]) -> Iterator[tuple[tuple, Any]]:
-        """``(args, fn(*args))`` pairs as they finish."""
-        if self.ex is None:
-            for args in jobs:
-                yield args, fn(*args)
-            return
-        pending = {self.ex.submit(fn, *args): args for args in jobs}
-        while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                yield pending.pop(fut), fut.result()
-
-    def close(self) -> None:
-        """Stop the workers; queued tasks are cancelled, running ones finish."""
-        if self.ex is not None:
-            self.ex.shutdown(wait=True, cancel_futures=True)
-
-    def __enter__(self) -> _Pool:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 # --------------------------------------------------------------------------- state and root
@@ -806,7 +576,7 @@ def _finish(
     rejects: list[dict],
 ) -> dict:
     """Step 5: write index.parquet, rejects.jsonl, README.md and, last, manifest.json."""
-    from .card import write_card
+    from ..format.card import write_card
 
     by_key = {e["item"].key: e for e in entries}
     index_rows, shard_entries = [], []

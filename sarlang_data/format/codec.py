@@ -42,7 +42,7 @@ import numpy as np
 import zstandard
 from PIL import Image, ImageFile
 
-from .errors import ShardError
+from ..errors import ShardError
 
 #: member extension of stored pixels (the key's suffix after its first dot)
 EXT = "npy.zst"
@@ -253,7 +253,7 @@ def codec_rule(image_codec: str | Mapping[str, str], zstd_jpeg: bool = False
         ConfigError: an unknown codec name or format.
 
     """
-    from .errors import ConfigError, unknown_name
+    from ..errors import ConfigError, unknown_name
 
     if isinstance(image_codec, Mapping):
         rule = {ext: image_codec.get(ext, "source") for ext in SOURCE_EXTS}

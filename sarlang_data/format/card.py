@@ -2,7 +2,7 @@
 
 The card is a pure function of two small inputs: :func:`card_facts` of the manifest (counts,
 rows per config, which split/tier pairs have plain tar shards, shard count and bytes, the
-subset description of a downloaded subset) and :func:`sarlang_data.manifest.stats` of the
+subset description of a downloaded subset) and :func:`sarlang_data.format.stats.stats` of the
 index. :func:`render_card` turns them into the README; :func:`card_text` and
 :func:`write_card` compute the inputs from a manifest or a root first.
 
@@ -20,11 +20,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import schema
-from .configs import CONFIGS, DEFAULT_CONFIG
-from .errors import ManifestError
+from .. import schema
+from ..configs import CONFIGS, DEFAULT_CONFIG
+from ..errors import ManifestError
 from .manifest import read_manifest
-from .shards import write_atomic
+from .tar import write_atomic
 
 PRETTY_NAME = "SARLANG-1M (streaming shards)"
 ARXIV_ID = "2504.03254"
@@ -218,8 +218,8 @@ def card_facts(manifest: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def root_stats(root: str | Path) -> dict | None:
-    """Return :func:`sarlang_data.manifest.stats` of a root, or None when it has no index."""
-    from .manifest import stats
+    """Return :func:`sarlang_data.format.stats.stats` of a root, or None when it has no index."""
+    from .stats import stats
 
     try:
         return stats(root)
@@ -423,7 +423,7 @@ def render_card(facts: Mapping[str, Any], stats: Mapping[str, Any] | None = None
 
     Args:
         facts: :func:`card_facts` of the manifest.
-        stats: :func:`sarlang_data.manifest.stats` of the index (None leaves the statistics
+        stats: :func:`sarlang_data.format.stats.stats` of the index (None leaves the statistics
             out, with a line saying how to get them).
         repo_id: the Hub repo the card is for (``ORG/NAME``), used in the usage code; None
             writes ``ORG/NAME``.
@@ -537,7 +537,7 @@ def card_text(manifest: Mapping[str, Any], stats: Mapping[str, Any] | None = Non
 
     Args:
         manifest: the root's manifest.
-        stats: the root's :func:`sarlang_data.manifest.stats` (None leaves them out).
+        stats: the root's :func:`sarlang_data.format.stats.stats` (None leaves them out).
         repo_id: the Hub repo the card is for, used in the usage code.
         note: an extra paragraph under the title.
 

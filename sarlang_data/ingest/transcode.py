@@ -2,7 +2,7 @@
 
 The Hub copy of SARLANG-1M keeps the release's PNG/JPEG bytes (viewers and stock tools read
 them); a training copy stores PNG images as their decoded pixels (``{key}.npy.zst``, see
-:mod:`sarlang_data.codec`), which decode several times faster. ``transcode_root`` turns one
+:mod:`sarlang_data.format.codec`), which decode several times faster. ``transcode_root`` turns one
 into the other: it reads the source root's shards front to back (local or any fsspec URL),
 checks every image member against the source index, re-encodes the images the codec rule asks
 for, and writes new shards, ``index.parquet``, ``rejects.jsonl``, the card and, last,
@@ -10,8 +10,8 @@ for, and writes new shards, ``index.parquet``, ``rejects.jsonl``, the card and, 
 
 The result is byte for byte the root that ``sarlang-data build --image-codec ...`` makes from
 the release: the same samples in the same order, each (split, tier, city) rolled over into
-shards by the same rule (:func:`sarlang_data.shards.plan_rollover`, applied as the members
-arrive by :class:`~sarlang_data.shards.ShardWriter`), the same index columns and the same
+shards by the same rule (:func:`sarlang_data.format.tar.plan_rollover`, applied as the members
+arrive by :class:`~sarlang_data.format.tar.ShardWriter`), the same index columns and the same
 manifest, whose ``build`` differs from the source's in ``image_codec`` only.
 
 Groups (split, tier, city) are independent and run in a pool of ``workers`` processes.
@@ -30,22 +30,23 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import codec, schema
-from .configs import CONFIGS, rows_per_config
-from .errors import BuildError
-from .manifest import (
+from .. import schema
+from ..configs import CONFIGS, rows_per_config
+from ..errors import BuildError
+from ..format import codec
+from ..format.manifest import (
     INDEX_NAME,
     MANIFEST_NAME,
     PIXEL_COLUMN,
     REJECTS_NAME,
     index_table_bytes,
-    join,
     manifest_bytes,
     read_index,
     read_manifest,
     validate_manifest,
 )
-from .shards import ShardWriter, write_atomic
+from ..format.tar import ShardWriter, write_atomic
+from ..remote import join
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,8 @@ def transcode_root(
          {k: expected[k] for k in _keys_of(index, shards)})
         for group, shards in groups.items()
     ]
-    from .build import _Pool, _progress
+    from .build import _progress
+    from .workers import _Pool
 
     results: dict[tuple, dict] = {}
     with _Pool(min(workers, max(1, len(jobs)))) as pool, \
@@ -208,7 +210,8 @@ def _tar_samples(url: str, opts: Mapping[str, Any]
     The standard library's ``tarfile`` in stream mode, not our reader: the reader hands back
     the decoded record, and the transcode copies the record's bytes unchanged.
     """
-    from .reader import is_zstd_archive, open_url
+    from ..remote import open_url
+    from ..stream.reader import is_zstd_archive
 
     with open_url(url, opts) as raw:
         stream: Any = raw
@@ -346,8 +349,8 @@ def _finish(src: Any, opts: dict, out: Path, manifest: Mapping[str, Any], index,
     """Write index.parquet, rejects.jsonl, the card and, last, manifest.json."""
     import pyarrow as pa
 
-    from .card import write_card
-    from .manifest import _fs
+    from ..format.card import write_card
+    from ..remote import _fs
 
     placed = [s for r in results for s in r["samples"]]
     keys = index["key"].to_pylist()

@@ -1,7 +1,7 @@
 """Samples -> rows of a config: pure functions shared by every loader.
 
-A *sample* is what :func:`sarlang_data.reader.iter_samples` yields (the decoded ``{key}.json``
-record under ``"json"``, the image bytes under ``"image"`` and their extension under
+A *sample* is what :func:`sarlang_data.stream.reader.iter_samples` yields (the decoded
+``{key}.json`` record under ``"json"``, the image bytes under ``"image"`` and their extension under
 ``"image_ext"``). A *row* is one example of a config, with the columns of DESIGN section 4:
 ``image, key, city, tier, gsd_m, source, split`` plus the config's own columns. Which texts of a
 sample become rows is decided by :class:`sarlang_data.configs.Config` (``select_texts`` and
@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from .configs import Config, get_config
-from .errors import unknown_name
+from ..configs import Config, get_config
+from ..errors import unknown_name
 
 #: columns every row starts with, in this order
 COMMON_COLUMNS = ("image", "key", "city", "tier", "gsd_m", "source", "split")

@@ -1,0 +1,1 @@
+"""What other libraries see: datasets (hf), PyTorch (torch), webdataset (wds), the terminal."""

@@ -1,0 +1,141 @@
+"""``load_dataset``: the call users type, over the builder, with our filters and stream options."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ... import schema
+from ...configs import DEFAULT_CONFIG, get_config
+from ...errors import ConfigError, unknown_name
+from .builder import DATASET_ALIAS, SarlangBuilder, resolve_root
+
+# --------------------------------------------------------------------------- load_dataset
+
+_PASSTHROUGH = ("download_mode", "verification_mode", "keep_in_memory", "num_proc", "token")
+
+
+def load_dataset(
+    path: str = DATASET_ALIAS,
+    name: str | None = DEFAULT_CONFIG,
+    *,
+    split: str | None = None,
+    streaming: bool = False,
+    data_dir: str | None = None,
+    cities: str | Iterable[str] | None = None,
+    tiers: str | Iterable[str] | None = None,
+    sources: str | Iterable[str] | None = None,
+    decode: bool = True,
+    on_error: str = "raise",
+    storage_options: Mapping[str, Any] | None = None,
+    equalize: bool | str = False,
+    distributed: bool | tuple[int, int] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Load a config of SARLANG-1M, with the calling conventions of ``datasets.load_dataset``.
+
+    Streams are ready for ``torch.utils.data.DataLoader`` (any ``num_workers``) and for
+    multi-node training: under ``torchrun`` (``RANK``/``WORLD_SIZE`` set) or after
+    ``torch.distributed.init_process_group``, each rank streams only its own shards, and
+    ``equalize=True`` gives every rank the same number of rows. Ranks are split first, then
+    each rank's DataLoader workers (see :mod:`sarlang_data.stream.partition`). Frameworks that
+    split a stream across ranks themselves (``datasets.distributed.split_dataset_by_node``,
+    accelerate's ``IterableDatasetShard`` and ``dispatch_batches`` under
+    ``transformers.Trainer``) must get the whole stream: pass ``distributed=False``.
+
+    Args:
+        path: ``"sarlang-1m"`` (``$SARLANG_DATA``, else the bundled preview), a dataset root
+            (local path or fsspec URL: ``file://``, ``https://``, ``s3://``, ``hf://``,
+            ``memory://``), or a Hub repo id ``"ORG/NAME"``.
+        name: config name (see ``sarlang_data.configs.CONFIGS``); None means ``images``.
+        split: ``"train"``, ``"test"`` (or any split expression ``datasets`` takes); None
+            returns every split in a dict.
+        streaming: return an ``IterableDataset`` that reads shards as it goes, instead of
+            preparing an Arrow copy in the ``datasets`` cache (built once, then reused).
+        data_dir: the dataset root, overriding ``path``.
+        cities: keep these cities (slugs, e.g. ``["rotterdam"]``).
+        tiers: keep these resolution tiers (``vhr``, ``hr``, ``mr``).
+        sources: keep these sources (``sardet100k``, ``spacenet6``, ``dfc2023``, ``oem_sar``).
+        decode: decode images to PIL when rows are read (False keeps ``{"bytes", "path"}``).
+        on_error: ``"raise"`` on a corrupt shard, or ``"skip"`` corrupt samples (logged and
+            counted).
+        storage_options: fsspec options for the root (credentials, endpoint, ...).
+        equalize: streaming across ranks: give every rank exactly the same number of rows
+            (DDP hangs when one rank has a batch more): ``True``/``"auto"`` drops the rows
+            above the smallest rank's count or repeats rows up to the largest, whichever
+            touches fewer rows (logged with the counts); ``"drop"`` or ``"repeat"`` choose.
+        distributed: streaming only: None (default) splits by rank when
+            ``torch.distributed`` is initialised or ``RANK``/``WORLD_SIZE`` are set;
+            ``False`` reads the whole selection on every rank; ``(rank, world_size)`` sets
+            them explicitly.
+        **kwargs: ``cache_dir``, ``chat_format`` (``llamafactory`` or ``trl``), and the
+            ``datasets.load_dataset`` options ``download_mode``, ``verification_mode``,
+            ``keep_in_memory``, ``num_proc``, ``token``.
+
+    Returns:
+        ``datasets.IterableDataset`` / ``IterableDatasetDict`` when streaming, else
+        ``datasets.Dataset`` / ``DatasetDict``.
+
+    Raises:
+        ConfigError: an unknown config, city, tier, source or option value, or filters that
+            match nothing.
+        ManifestError: no dataset root at ``path`` (missing or newer-format manifest).
+        ShardError: a corrupt shard while reading, with ``on_error="raise"``.
+        TypeError: an unknown keyword argument.
+
+    """
+    cache_dir = kwargs.pop("cache_dir", None)
+    chat_format = kwargs.pop("chat_format", "llamafactory")
+    passthrough = {k: kwargs.pop(k) for k in _PASSTHROUGH if k in kwargs}
+    if kwargs:
+        raise TypeError(
+            f"load_dataset() got unexpected keyword arguments {sorted(kwargs)}; it takes "
+            f"cache_dir, chat_format and {', '.join(_PASSTHROUGH)} besides its named arguments"
+        )
+    get_config(name)
+    if not streaming and (equalize or distributed is not None):
+        raise ConfigError(
+            f"equalize={equalize!r}, distributed={distributed!r}: these split streams by "
+            "rank and need streaming=True; a prepared Dataset takes a "
+            "torch.utils.data.DistributedSampler (drop_last=True equalizes) instead"
+        )
+    root = resolve_root(path, data_dir)
+    builder = SarlangBuilder(
+        cache_dir=cache_dir,
+        config_name=name or DEFAULT_CONFIG,
+        data_dir=root,
+        storage_options=dict(storage_options) if storage_options else None,
+        token=passthrough.pop("token", None),
+        cities=cities,
+        tiers=tiers,
+        sources=sources,
+        decode=decode,
+        on_error=on_error,
+        chat_format=chat_format,
+        equalize=equalize,
+        distributed=distributed,
+    )
+    _check_split(builder, split)
+    if streaming:
+        if "num_proc" in passthrough:
+            raise TypeError("num_proc cannot be used with streaming=True; use a DataLoader "
+                            "with num_workers instead")
+        return builder.as_streaming_dataset(split=split)
+    keep_in_memory = passthrough.pop("keep_in_memory", None)
+    builder.download_and_prepare(**passthrough)
+    return builder.as_dataset(split=split, in_memory=bool(keep_in_memory))
+
+
+def _check_split(builder: SarlangBuilder, split: Any) -> None:
+    """Turn a plain split name the selection does not hold into a ConfigError."""
+    if split is None or not isinstance(split, str) or not re.fullmatch(r"\w+", split):
+        return  # split expressions ("train+test", "train[:10%]") are checked by datasets
+    available = list(builder.shard_urls())
+    if split not in available:
+        if split in schema.SPLITS:
+            raise ConfigError(
+                f"split={split!r}: no shard of this config and filters is in that split; "
+                f"available: {', '.join(available)}; loosen the filters or pick another split"
+            )
+        raise unknown_name("split", split, schema.SPLITS, "split")

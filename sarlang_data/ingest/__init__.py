@@ -1,0 +1,1 @@
+"""Ingest: the authors' release (and its synthetic stand-in) -> sample records and shards."""
