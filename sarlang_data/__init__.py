@@ -18,6 +18,8 @@ _LAZY = {
     "publish": "sarlang_data.hub",
     "verify": "sarlang_data.format.verify",
     "stats": "sarlang_data.format.stats",
+    "plot": "sarlang_data.viz.figures",
+    "SARLANG1M": "sarlang_data.adapters.torchgeo",
 }
 
 __all__ = [*_LAZY, "__version__"]

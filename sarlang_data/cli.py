@@ -90,6 +90,12 @@ def _cmd_verify(a: argparse.Namespace) -> int:
 def _cmd_stats(a: argparse.Namespace) -> int:
     from .format.stats import format_stats, stats
 
+    if a.plot is not None:
+        from .viz.charts import write_stats_plots
+
+        for path in write_stats_plots(a.root, a.plot):
+            print(f"wrote {path}")
+        return 0
     st = stats(a.root)
     print(json.dumps(st, indent=1, sort_keys=True) if a.json else format_stats(st))
     return 0
@@ -99,6 +105,16 @@ def _cmd_card(a: argparse.Namespace) -> int:
     from .format.card import write_card
 
     path = write_card(a.root, repo_id=a.repo)
+    print(f"wrote {path}")
+    for picture in sorted((path.parent / "assets").glob("*")):
+        print(f"wrote {picture}")
+    return 0
+
+
+def _cmd_show(a: argparse.Namespace) -> int:
+    from .viz.figures import show_sample
+
+    path = show_sample(a.key, data=a.data, out=a.out)
     print(f"wrote {path}")
     return 0
 
@@ -212,9 +228,23 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("stats", help="counts by split, tier, city, source, task, caption kind")
     st.add_argument("root")
     st.add_argument("--json", action="store_true")
+    st.add_argument("--plot", type=Path, default=None, metavar="DIR",
+                    help="write the statistics as bar charts (PNG) into DIR instead of printing")
     st.set_defaults(func=_cmd_stats)
 
-    c = sub.add_parser("card", help="write ROOT/README.md (the dataset card) from the manifest")
+    sh = sub.add_parser(
+        "show", help="draw one sample (image, boxes, questions, answers, captions) to a PNG",
+        description="Example: sarlang-data show sv_darwin_-12p4278_130p8688 --out s.png. The "
+                    "sample is read at the index's offsets (one range read for a remote root).",
+    )
+    sh.add_argument("key", help="sample key (the index's `key` column)")
+    sh.add_argument("--data", default=None,
+                    help="dataset root (path or fsspec URL); default $SARLANG_DATA or the preview")
+    sh.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    sh.set_defaults(func=_cmd_show)
+
+    c = sub.add_parser("card", help="write ROOT/README.md (the dataset card) and the pictures "
+                       "it shows (ROOT/assets/) from the manifest, index and shards")
     c.add_argument("root")
     c.add_argument("--repo", default=None, help="Hub repo ORG/NAME the usage examples name")
     c.set_defaults(func=_cmd_card)

@@ -24,6 +24,7 @@ from sarlang_data.format.card import (
     write_card,
 )
 from sarlang_data.format.manifest import read_manifest
+from sarlang_data.format.pictures import CONTACT_SHEET, STATS_CHART
 from sarlang_data.format.stats import stats
 
 REPO = Path(__file__).resolve().parent.parent
@@ -133,10 +134,12 @@ def test_write_card_is_what_the_build_wrote_and_survives_a_missing_index(tiny_ro
     root = tmp_path / "root"
     shutil.copytree(tiny_root, root)
     before = (root / "README.md").read_bytes()
+    pictures = {p: (root / p).read_bytes() for p in (CONTACT_SHEET, STATS_CHART)}
     write_card(root)
     assert (root / "README.md").read_bytes() == before
+    assert {p: (root / p).read_bytes() for p in pictures} == pictures
     m = read_manifest(root)
-    assert card_text(m, stats(root)) == before.decode()
+    assert card_text(m, stats(root), pictures=list(pictures)) == before.decode()
     (root / "index.parquet").unlink()
     text = write_card(root).read_text()
     assert "No `index.parquet` was found" in text and "### By city" not in text

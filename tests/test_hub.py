@@ -23,6 +23,7 @@ from sarlang_data.cli import main as cli_main
 from sarlang_data.errors import BuildError, ConfigError, RemoteError, VerifyError
 from sarlang_data.format.card import card_text, root_stats
 from sarlang_data.format.manifest import read_manifest
+from sarlang_data.format.pictures import CONTACT_SHEET, STATS_CHART
 from sarlang_data.format.verify import verify
 from sarlang_data.hub import client
 from sarlang_data.hub import uploads as hub_publish
@@ -500,7 +501,10 @@ def _root_files(root: Path, repo: str) -> dict[str, bytes]:
     for name in ("index.parquet", "manifest.json", "rejects.jsonl"):
         if (root / name).exists():
             files[name] = (root / name).read_bytes()
-    files["README.md"] = card_text(m, root_stats(root), repo_id=repo).encode()
+    pictures = {p: (root / p).read_bytes() for p in (CONTACT_SHEET, STATS_CHART)}
+    files.update(pictures)  # the build's pictures are what publish renders and sends
+    files["README.md"] = card_text(m, root_stats(root), repo_id=repo,
+                                   pictures=list(pictures)).encode()
     return files
 
 
@@ -516,6 +520,8 @@ def test_publish_commits_everything_in_batches_card_last(many_root):
     assert len(paths) == len(plan.commits) == -(-n // 100) + 2
     assert paths[-1] == ["README.md"]
     assert "manifest.json" in paths[-2] and "index.parquet" in paths[-2]
+    assert CONTACT_SHEET in paths[-2] and STATS_CHART in paths[-2]  # before the card
+    assert f"]({CONTACT_SHEET})" in fake.files["README.md"].decode()
     assert all(p.startswith("data/") for c in paths[:-2] for p in c)
     flat = [p for c in paths for p in c]
     assert len(flat) == len(set(flat)) == len(fake.files)
@@ -554,7 +560,9 @@ def test_publish_dry_run_plans_with_sizes_and_sends_nothing(tiny_root, monkeypat
     m = read_manifest(tiny_root)
     for s in m["shards"]:
         assert s["path"] in text
-    assert f"send {len(m['shards']) + 4} files" in text and "commit 3/3" in text
+    # shards, index, rejects, manifest, the card's two pictures, the card
+    assert f"send {len(m['shards']) + 6} files" in text and "commit 3/3" in text
+    assert f"send   {CONTACT_SHEET}" in text and f"send   {STATS_CHART}" in text
     assert "hf_NOTAREAL" not in text and "hf_NOTAREAL" not in capsys.readouterr().out
 
 

@@ -4,7 +4,10 @@ The card is a pure function of two small inputs: :func:`card_facts` of the manif
 rows per config, which split/tier pairs have plain tar shards, shard count and bytes, the
 subset description of a downloaded subset) and :func:`sarlang_data.format.stats.stats` of the
 index. :func:`render_card` turns them into the README; :func:`card_text` and
-:func:`write_card` compute the inputs from a manifest or a root first.
+:func:`write_card` compute the inputs from a manifest or a root first. The card shows two
+pictures stored beside it, ``assets/contact_sheet.jpg`` and ``assets/stats.png``
+(:mod:`sarlang_data.format.pictures`, themselves pure functions of the root): render_card only
+links the ones it is told exist; :func:`write_card` writes them first.
 
 The YAML header carries the Hub metadata (pretty name, licence, language, task categories,
 size category, tags) and the no-code configs for stock ``datasets`` (``images``, the default,
@@ -320,10 +323,14 @@ def _subset_lines(sub: Mapping[str, Any], counts: Mapping[str, Any]) -> list[str
     return lines
 
 
-def _stats_lines(st: Mapping[str, Any]) -> list[str]:
+def _stats_lines(st: Mapping[str, Any], chart: str | None = None, alt: str = "") -> list[str]:
     lines = ["## Statistics", "",
              f"From `index.parquet`: {_n(st['samples'])} images, {_n(st['captions'])} captions, "
              f"{_n(st['qa'])} QA pairs.", ""]
+    if chart:
+        lines += [f"![{alt}]({chart})", "",
+                  "`sarlang-data stats ROOT --plot DIR` draws these and more (images per city, "
+                  "caption lengths) as PNG files.", ""]
     heads = ("samples", "captions", "QA pairs")
 
     def dim(title: str, key: str, first: str, extra=None, order=None) -> None:
@@ -418,7 +425,8 @@ def _usage_lines(repo: str, facts: Mapping[str, Any]) -> list[str]:
 
 
 def render_card(facts: Mapping[str, Any], stats: Mapping[str, Any] | None = None, *,
-                repo_id: str | None = None, note: str | None = None) -> str:
+                repo_id: str | None = None, note: str | None = None,
+                pictures: Sequence[str] = ()) -> str:
     """Return the whole README.md from the card's inputs.
 
     Args:
@@ -428,11 +436,16 @@ def render_card(facts: Mapping[str, Any], stats: Mapping[str, Any] | None = None
         repo_id: the Hub repo the card is for (``ORG/NAME``), used in the usage code; None
             writes ``ORG/NAME``.
         note: an extra paragraph under the title (e.g. where the numbers come from).
+        pictures: the pictures stored beside the card (paths relative to the root, of
+            :data:`~sarlang_data.format.pictures.CONTACT_SHEET` and
+            :data:`~sarlang_data.format.pictures.STATS_CHART`) to show; others are ignored.
 
     Returns:
         YAML header between ``---`` lines, then the prose, ending in a newline.
 
     """
+    from .pictures import ALT_TEXT, CONTACT_SHEET, STATS_CHART
+
     repo = repo_id or "ORG/NAME"
     c = facts["counts"]
     sh = facts["shards"]
@@ -454,6 +467,11 @@ def render_card(facts: Mapping[str, Any], stats: Mapping[str, Any] | None = None
         f"**This root:** {_n(c['samples'])} images, {_n(c['captions'])} captions and "
         f"{_n(c['qa'])} QA pairs in {_n(sh['count'])} shards ({_size(sh['bytes'])}).", "",
     ]
+    if CONTACT_SHEET in pictures:
+        lines += [f"![{ALT_TEXT[CONTACT_SHEET]}]({CONTACT_SHEET})", "",
+                  "Samples of this root, chosen by source, tier and city. See one with its "
+                  "boxes, questions and captions: `sarlang-data show KEY --data ROOT --out "
+                  "sample.png`.", ""]
     if facts.get("subset"):
         lines += _subset_lines(facts["subset"], c)
     lines += [
@@ -479,6 +497,8 @@ def render_card(facts: Mapping[str, Any], stats: Mapping[str, Any] | None = None
         "README.md        this card",
         "manifest.json    format version, build options, counts, every shard with its sha256",
         "index.parquet    one row per sample: shard, byte offsets, metadata, texts",
+        *(["assets/         the pictures on this card (contact sheet, statistics chart)"]
+          if pictures else []),
         "data/{split}/{tier}/{city}/{split}-{tier}-{city}-{n:05d}.tar",
         "```", "",
         "Each sample is `{key}.json` (metadata, all captions, all QA pairs) and `{key}.png` or "
@@ -507,7 +527,8 @@ def render_card(facts: Mapping[str, Any], stats: Mapping[str, Any] | None = None
                        rows, [False, False, False, True, True, True])
     lines.append("")
     if stats:
-        lines += _stats_lines(stats)
+        lines += _stats_lines(stats, STATS_CHART if STATS_CHART in pictures else None,
+                              ALT_TEXT[STATS_CHART])
     else:
         lines += ["## Statistics", "", "No `index.parquet` was found when this card was "
                   "written; `sarlang-data stats ROOT` prints counts by split, tier, city, "
@@ -532,7 +553,8 @@ def _example_city(stats: Mapping[str, Any] | None) -> str:
 
 
 def card_text(manifest: Mapping[str, Any], stats: Mapping[str, Any] | None = None, *,
-              repo_id: str | None = None, note: str | None = None) -> str:
+              repo_id: str | None = None, note: str | None = None,
+              pictures: Sequence[str] = ()) -> str:
     """Return the whole README.md for a manifest.
 
     Args:
@@ -540,17 +562,23 @@ def card_text(manifest: Mapping[str, Any], stats: Mapping[str, Any] | None = Non
         stats: the root's :func:`sarlang_data.format.stats.stats` (None leaves them out).
         repo_id: the Hub repo the card is for, used in the usage code.
         note: an extra paragraph under the title.
+        pictures: the pictures beside the card to show (see :func:`render_card`).
 
     Returns:
         YAML header between ``---`` lines, then the prose.
 
     """
-    return render_card(card_facts(manifest), stats, repo_id=repo_id, note=note)
+    return render_card(card_facts(manifest), stats, repo_id=repo_id, note=note,
+                       pictures=pictures)
 
 
 def write_card(root: str | Path, manifest: Mapping[str, Any] | None = None, *,
                repo_id: str | None = None) -> Path:
-    """Write ``ROOT/README.md`` from the root's manifest and index (atomically).
+    """Write ``ROOT/README.md`` and the pictures it shows from the root's manifest and index.
+
+    The pictures (:func:`sarlang_data.format.pictures.card_pictures`: the contact sheet and
+    the statistics chart, under ``ROOT/assets/``) are written first, then the card; every file
+    goes to a temporary name first and is then renamed.
 
     Args:
         root: a local dataset root.
@@ -568,7 +596,14 @@ def write_card(root: str | Path, manifest: Mapping[str, Any] | None = None, *,
     root = Path(root)
     if manifest is None:
         manifest = read_manifest(root)
+    from .pictures import card_pictures
+
     path = root / "README.md"
-    text = card_text(manifest, root_stats(root), repo_id=repo_id)
+    st = root_stats(root)
+    pictures = card_pictures(root, st)
+    for rel, data in pictures.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(root / rel, data)
+    text = card_text(manifest, st, repo_id=repo_id, pictures=list(pictures))
     write_atomic(path, text.encode("utf-8"))
     return path

@@ -113,6 +113,7 @@ def _root_files(root: Path, repo_id: str) -> tuple[dict, list[tuple[str, int, st
     """List the files of a root to publish, checking them against the manifest first."""
     from ..format.card import card_text, root_stats
     from ..format.manifest import read_manifest
+    from ..format.pictures import card_pictures
 
     manifest = read_manifest(root)
     files: list[tuple[str, int, str, Path | bytes]] = []
@@ -146,7 +147,13 @@ def _root_files(root: Path, repo_id: str) -> tuple[dict, list[tuple[str, int, st
         files.append((REJECTS_NAME, rejects.stat().st_size, sha256_file(rejects), rejects))
     raw = (root / MANIFEST_NAME).read_bytes()
     files.append((MANIFEST_NAME, len(raw), hashlib.sha256(raw).hexdigest(), root / MANIFEST_NAME))
-    card = card_text(manifest, root_stats(root), repo_id=repo_id).encode("utf-8")
+    st = root_stats(root)
+    # the card's pictures, rendered afresh (pure functions of the root, so equal to what the
+    # build wrote beside the root's card); they go before the card that shows them
+    pictures = card_pictures(root, st)
+    for rel, data in pictures.items():
+        files.append((rel, len(data), hashlib.sha256(data).hexdigest(), data))
+    card = card_text(manifest, st, repo_id=repo_id, pictures=list(pictures)).encode("utf-8")
     files.append((CARD_NAME, len(card), hashlib.sha256(card).hexdigest(), card))
     return manifest, files
 
