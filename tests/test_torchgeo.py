@@ -157,3 +157,15 @@ def test_refusals_are_clear(synth_tiny, tiny_root, tmp_path):
     assert key.endswith(".tar.zst")
     first = next(iter_samples(str(root / key)))
     assert sample_by_key(root, first["__key__"]) == first
+
+
+def test_show_over_http_draws_what_it_draws_locally(tiny_root, nginx, tmp_path):
+    from sarlang_data.cli import main as cli_main
+
+    key = SARLANG1M(str(tiny_root), split="test", config="region_referring").keys[0]
+    before = len(nginx.access_entries())
+    for where, out in ((nginx.url, tmp_path / "remote.png"), (str(tiny_root), tmp_path / "l.png")):
+        assert cli_main(["show", key, "--data", where, "--out", str(out)]) == 0
+    assert (tmp_path / "remote.png").read_bytes() == (tmp_path / "l.png").read_bytes()
+    data = [e for e in nginx.wait_for_entries(before + 1)[before:] if "/data/" in e.uri]
+    assert len(data) == 1 and data[0].status == 206  # one range read of the sample

@@ -113,8 +113,12 @@ def _qa(q: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _chat_texts(messages: list[Mapping[str, Any]]) -> tuple[list, list]:
-    """(captions, qa) of a chat row's turns: caption prompts become captions."""
-    from ..ingest.infer import parse_bbox
+    """(captions, qa) of a chat row's turns: caption prompts become captions.
+
+    A chat row carries no task labels, so each question's task is inferred from its wording
+    (as the build does for an unlabelled release), which finds boxes and positioning answers.
+    """
+    from ..ingest.infer import infer_task, parse_bbox
     from ..stream.views import CAPTION_PROMPTS, IMAGE_PLACEHOLDER
 
     kinds = {v: k for k, v in CAPTION_PROMPTS.items()}
@@ -131,7 +135,8 @@ def _chat_texts(messages: list[Mapping[str, Any]]) -> tuple[list, list]:
             captions.append((kinds[question], answer))
         else:
             bbox = parse_bbox(question)
-            qa.append({"task": BOX_TASK if bbox else None, "question_type": None,
+            task, qtype = infer_task(question, answer)
+            qa.append({"task": BOX_TASK if bbox else task, "question_type": qtype,
                        "question": question, "answer": answer,
                        "bbox": list(bbox) if bbox else None})
     return captions, qa
