@@ -20,6 +20,8 @@ _LAZY = {
     "stats": "sarlang_data.format.stats",
     "plot": "sarlang_data.viz.figures",
     "SARLANG1M": "sarlang_data.adapters.torchgeo",
+    "evaluate": "sarlang_data.benchmark",
+    "predict": "sarlang_data.benchmark",
 }
 
 __all__ = [*_LAZY, "__version__"]

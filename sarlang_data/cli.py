@@ -158,6 +158,121 @@ def _cmd_stream(a: argparse.Namespace) -> int:
     )
 
 
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    from .benchmark import evaluate, format_table
+
+    report = evaluate(
+        a.predictions, data=a.data, split=a.split, judge=a.judge, judge_url=a.judge_url,
+        judge_model=a.judge_model, judge_key_env=a.judge_key_env, judge_cache=a.judge_cache,
+        judge_concurrency=a.judge_concurrency, judge_retries=a.judge_retries,
+        judge_timeout=a.judge_timeout, export=a.export,
+        sections=_csv_list(a.section), tokenizer=a.tokenizer,
+        meteor=False if a.no_meteor else None, out=a.out, markdown=a.markdown,
+        progress=not a.quiet,
+    )
+    print(format_table(report), end="")
+    return 0
+
+
+def _cmd_predict(a: argparse.Namespace) -> int:
+    from .benchmark import predict
+
+    result = predict(
+        a.model, config=a.config, split=a.split, data=a.data, out=a.out,
+        batch_size=a.batch_size, max_new_tokens=a.max_new_tokens, engine=a.engine,
+        ray_address=a.ray_address, ray_actors=a.ray_actors, limit=a.limit, device=a.device,
+        dtype=a.dtype, progress=not a.quiet,
+    )
+    print(json.dumps(result, indent=1, sort_keys=True))
+    return 0
+
+
+def _cmd_lmms_task(a: argparse.Namespace) -> int:
+    from .benchmark import write_task
+
+    info = write_task(a.data, a.out, split=a.split, limit=a.limit,
+                      max_new_tokens=a.max_new_tokens)
+    print(json.dumps(info, indent=1, sort_keys=True))
+    return 0
+
+
+def _add_benchmark_parsers(sub: argparse._SubParsersAction) -> None:
+    """Add the benchmark subcommands: evaluate, predict, lmms-eval-task."""
+    e = sub.add_parser(
+        "evaluate", help="score predictions as the paper does; print its table",
+        description="Example: sarlang-data evaluate preds.jsonl --data ./root --split test "
+                    "--out report.json. PREDICTIONS: JSON lines {\"id\", \"prediction\"} "
+                    "(what `predict` writes), LLaMA-Factory's generated_predictions.jsonl "
+                    "(with --export DIR) or the authors' result CSV. VQA by the authors' rule; "
+                    "undecided pairs go to --judge (none: counted wrong, with the bounds). "
+                    "The judge's API key comes from the environment (--judge-key-env).",
+    )
+    e.add_argument("predictions", nargs="+", help="prediction file(s)")
+    e.add_argument("--data", default=None,
+                   help="dataset root (path or fsspec URL); default $SARLANG_DATA or the preview")
+    e.add_argument("--split", default="test")
+    e.add_argument("--judge", choices=["none", "openai", "local"], default="none")
+    e.add_argument("--judge-url", default=None,
+                   help="OpenAI-compatible endpoint (default https://api.openai.com/v1)")
+    e.add_argument("--judge-model", default=None,
+                   help="model name (openai, default gpt-4o-mini) or folder (local)")
+    e.add_argument("--judge-key-env", default="OPENAI_API_KEY",
+                   help="environment variable holding the API key (never printed)")
+    e.add_argument("--judge-cache", default=None,
+                   help="verdict cache file (default ~/.cache/sarlang-data/judge-verdicts.jsonl)")
+    e.add_argument("--judge-concurrency", type=int, default=8)
+    e.add_argument("--judge-retries", type=int, default=5)
+    e.add_argument("--judge-timeout", type=float, default=60.0, help="seconds per request")
+    e.add_argument("--export", default=None,
+                   help="the `sarlang-data export` folder LLaMA-Factory predicted on")
+    e.add_argument("--section", action="append", help="vqa or captions (default: those answered)")
+    e.add_argument("--tokenizer", choices=["auto", "ptb", "simple"], default="auto",
+                   help="caption tokenizer (auto: PTB when java is on PATH)")
+    e.add_argument("--no-meteor", action="store_true", help="skip METEOR (it starts a JVM)")
+    e.add_argument("--out", default=None, help="write the report as JSON")
+    e.add_argument("--markdown", default=None, help="write the table as Markdown")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=_cmd_evaluate)
+
+    pr = sub.add_parser(
+        "predict", help="run an image-text-to-text model over a split (JSONL, resumable)",
+        description="Example: sarlang-data predict --model ./my-llava --config vqa --split test "
+                    "--data ./root --out preds.jsonl. One line {\"id\", \"prediction\"} per "
+                    "row; ids already in --out are skipped. --engine ray reads the shards with "
+                    "Ray Data and runs the model with map_batches on every node of a cluster.",
+    )
+    pr.add_argument("--model", required=True, help="model folder or Hub id")
+    pr.add_argument("--config", default="vqa", help="a caption or VQA config")
+    pr.add_argument("--split", default="test")
+    pr.add_argument("--data", default=None,
+                    help="dataset root (path or fsspec URL); default $SARLANG_DATA or the preview")
+    pr.add_argument("--out", required=True, help="JSONL file (appended to)")
+    pr.add_argument("--batch-size", type=int, default=8)
+    pr.add_argument("--max-new-tokens", type=int, default=32)
+    pr.add_argument("--engine", choices=["local", "ray"], default="local")
+    pr.add_argument("--ray-address", default=None, help="Ray cluster (default: local/auto)")
+    pr.add_argument("--ray-actors", type=int, default=None, help="model replicas on the cluster")
+    pr.add_argument("--limit", type=int, default=None, help="at most this many new rows")
+    pr.add_argument("--device", default=None, help="torch device (local engine)")
+    pr.add_argument("--dtype", default=None, help="weights dtype, e.g. bfloat16")
+    pr.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    pr.set_defaults(func=_cmd_predict)
+
+    lt = sub.add_parser(
+        "lmms-eval-task", help="write lmms-eval tasks sarlang_vqa and sarlang_caption",
+        description="Example: sarlang-data lmms-eval-task --data ./root --split test --out "
+                    "./tasks; then lmms-eval --include_path ./tasks --tasks "
+                    "sarlang_vqa,sarlang_caption ...",
+    )
+    lt.add_argument("--data", default=None,
+                    help="dataset root (path or fsspec URL); default $SARLANG_DATA or the preview")
+    lt.add_argument("--split", default="test")
+    lt.add_argument("--out", required=True, help="task folder to write")
+    lt.add_argument("--limit", type=int, default=None, help="first rows of each task only")
+    lt.add_argument("--max-new-tokens", type=int, default=64)
+    lt.set_defaults(func=_cmd_lmms_task)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``sarlang-data`` command."""
     p = argparse.ArgumentParser(
@@ -310,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--source", action="append")
     r.add_argument("--no-decode", action="store_true", help="keep image bytes undecoded")
     r.set_defaults(func=_cmd_stream)
+    _add_benchmark_parsers(sub)
     return p
 
 

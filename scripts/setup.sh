@@ -12,6 +12,11 @@ if ! command -v nginx >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-ge
   apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null
 fi
+# Java runs pycocoevalcap's PTB tokenizer and METEOR (the benchmark's caption scores).
+if ! command -v java >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless >/dev/null
+fi
 
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
@@ -30,6 +35,27 @@ fi
 .venv-olah/bin/pip install -q --upgrade pip
 .venv-olah/bin/pip install -q 'olah==0.5.4'
 
+# The benchmark (issue 14): caption metrics, transformers for predict and the judges, Ray Data
+# for `predict --engine ray` and sarlang_data.ray (all beside torch 2.13.0 CPU, no clash).
+.venv/bin/pip install -q 'pycocoevalcap==1.2' 'transformers==5.25.0' 'ray[data]==2.60.0'
+# lmms-eval 0.7.3 in its own venv: a plain install pulls torch with CUDA through torchvision.
+# torch is pinned to the CPU wheel; the PyPI torchvision then fails at import against it
+# (`operator torchvision::nms does not exist`), so it is removed (lmms-eval's llava_hf runs
+# without it); filelock < 4 (with 4.x a run fails on `filelock._api` and still exits 0);
+# decord because llava_hf imports it. The package itself goes in without dependencies.
+if [ ! -x .venv-lmms/bin/python ]; then
+  "$PY" -m venv .venv-lmms
+fi
+if ! .venv-lmms/bin/python -c "import lmms_eval, decord" >/dev/null 2>&1; then
+  .venv-lmms/bin/pip install -q --upgrade pip
+  .venv-lmms/bin/pip install -q torch==2.13.0
+  echo "torch==2.13.0" > .venv-lmms/constraints.txt
+  .venv-lmms/bin/pip install -q 'lmms-eval==0.7.3' 'filelock<4' 'decord==0.6.0' \
+    -c .venv-lmms/constraints.txt
+  .venv-lmms/bin/pip uninstall -y -q torchvision
+fi
+.venv-lmms/bin/pip install -q --no-deps -e .
+
 # datasets 3.x (what LLaMA-Factory pins) for the loading_script.py test.
 if [ ! -x .venv-ds3/bin/python ]; then
   "$PY" -m venv .venv-ds3
@@ -37,4 +63,5 @@ fi
 .venv-ds3/bin/pip install -q --upgrade pip
 .venv-ds3/bin/pip install -q 'datasets==3.6.0' numpy pillow zstandard pyarrow tqdm
 .venv-ds3/bin/pip install -q --no-deps -e .
-echo "setup done: .venv (project + test extras), .venv-ds3 (datasets 3.6), .venv-olah (olah)"
+echo "setup done: .venv (project + test extras), .venv-ds3 (datasets 3.6), .venv-olah (olah)," \
+  ".venv-lmms (lmms-eval 0.7.3)"

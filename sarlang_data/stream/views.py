@@ -19,6 +19,7 @@ from typing import Any
 
 from ..configs import Config, get_config
 from ..errors import unknown_name
+from ..schema import text_id
 
 #: columns every row starts with, in this order
 COMMON_COLUMNS = ("image", "key", "city", "tier", "gsd_m", "source", "split")
@@ -55,9 +56,9 @@ def columns(config: Config | str) -> tuple[str, ...]:
     if cfg.unit == "image":
         return (*COMMON_COLUMNS, "captions", "qa")
     if cfg.unit == "caption":
-        return (*COMMON_COLUMNS, "caption") + (("kind",) if cfg.kind is None else ())
-    return (*COMMON_COLUMNS, "question", "answer") + (("task",) if cfg.task is None else ()) + (
-        "question_type", "bbox")
+        return (*COMMON_COLUMNS, "id", "caption") + (("kind",) if cfg.kind is None else ())
+    return (*COMMON_COLUMNS, "id", "question", "answer") + (
+        ("task",) if cfg.task is None else ()) + ("question_type", "bbox")
 
 
 def image_value(sample: Mapping[str, Any]) -> dict[str, Any]:
@@ -104,18 +105,20 @@ def _caption_rows(cfg: Config, sample: Mapping[str, Any]) -> list[dict[str, Any]
     if not texts:
         return []
     template = _common(sample)
-    template["caption"] = None
+    template["id"] = template["caption"] = None
     out = []
     if cfg.kind is None:
         template["kind"] = None
         for c in texts:
             row = template.copy()
+            row["id"] = text_id(rec["key"], c)
             row["caption"] = c["text"]
             row["kind"] = c["kind"]
             out.append(row)
         return out
     for c in texts:
         row = template.copy()
+        row["id"] = text_id(rec["key"], c)
         row["caption"] = c["text"]
         out.append(row)
     return out
@@ -127,13 +130,14 @@ def _qa_rows(cfg: Config, sample: Mapping[str, Any]) -> list[dict[str, Any]]:
     if not texts:
         return []
     template = _common(sample)
-    template["question"] = template["answer"] = None
+    template["id"] = template["question"] = template["answer"] = None
     out = []
     if cfg.task is None:
         template["task"] = None
         template["question_type"] = template["bbox"] = None
         for q in texts:
             row = template.copy()
+            row["id"] = text_id(rec["key"], q)
             row["question"] = q["question"]
             row["answer"] = q["answer"]
             row["task"] = q["task"]
@@ -144,6 +148,7 @@ def _qa_rows(cfg: Config, sample: Mapping[str, Any]) -> list[dict[str, Any]]:
     template["question_type"] = template["bbox"] = None
     for q in texts:
         row = template.copy()
+        row["id"] = text_id(rec["key"], q)
         row["question"] = q["question"]
         row["answer"] = q["answer"]
         row["question_type"] = q["question_type"]

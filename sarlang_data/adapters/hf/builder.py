@@ -348,6 +348,15 @@ class SarlangBuilder(datasets.GeneratorBasedBuilder):
             per_shard[shard] = per_shard.get(shard, 0) + count
         return [per_shard.get(s["path"], 0) for s in shards]
 
+    def shard_reader(self) -> _ShardReader:
+        """Return the picklable reader of this config's rows of one shard (``.rows(url, i)``).
+
+        Other engines that plan their own reads from :meth:`shard_rows` (Ray Data's
+        datasource in :mod:`sarlang_data.adapters.ray`) read shards through it, so their rows
+        are exactly this builder's.
+        """
+        return self._reader()
+
     def _reader(self) -> _ShardReader:
         c = self.config
         return _ShardReader(c.name, c.cities, c.tiers, c.sources, c.chat_format, c.on_error,

@@ -66,11 +66,11 @@ def features_for(config: Config | str, *, decode: bool = True,
                     "answer": string, "bbox": bbox, "task_from": string, "subset": string}],
         })
     if cfg.unit == "caption":
-        extra = {"caption": string}
+        extra = {"id": string, "caption": string}
         if cfg.kind is None:
             extra["kind"] = string
         return datasets.Features({**common, **extra})
-    extra = {"question": string, "answer": string}
+    extra = {"id": string, "question": string, "answer": string}
     if cfg.task is None:
         extra["task"] = string
     extra.update({"question_type": string, "bbox": bbox})
