@@ -181,7 +181,7 @@ def _cmd_predict(a: argparse.Namespace) -> int:
         a.model, config=a.config, split=a.split, data=a.data, out=a.out,
         batch_size=a.batch_size, max_new_tokens=a.max_new_tokens, engine=a.engine,
         ray_address=a.ray_address, ray_actors=a.ray_actors, limit=a.limit, device=a.device,
-        dtype=a.dtype, progress=not a.quiet,
+        dtype=a.dtype, threads=a.threads, progress=not a.quiet,
     )
     print(json.dumps(result, indent=1, sort_keys=True))
     return 0
@@ -255,6 +255,8 @@ def _add_benchmark_parsers(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--limit", type=int, default=None, help="at most this many new rows")
     pr.add_argument("--device", default=None, help="torch device (local engine)")
     pr.add_argument("--dtype", default=None, help="weights dtype, e.g. bfloat16")
+    pr.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (local engine; 1 is often faster for small models)")
     pr.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=_cmd_predict)
 

@@ -104,7 +104,7 @@ def test_ray_engine_same_ids_and_predictions_as_local(tiny_llava, ray_cluster, t
 def test_cli_predict_and_errors(tiny_llava, tmp_path, capsys):
     out = tmp_path / "caps.jsonl"
     assert main(["predict", "--model", tiny_llava, "--config", "captions_concise", "--data",
-                 ROOT, "--out", str(out), "--max-new-tokens", "3", "-q"]) == 0
+                 ROOT, "--out", str(out), "--max-new-tokens", "3", "--threads", "1", "-q"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["written"] == COUNTS["captions_concise"]["test"] == 36
     assert {x["id"] for x in _lines(out)} == set(_ids("captions_concise"))
@@ -113,6 +113,8 @@ def test_cli_predict_and_errors(tiny_llava, tmp_path, capsys):
     assert prompt_for({"caption": "x"}) == "Describe the content of this image in one sentence."
     with pytest.raises(ConfigError, match="config='chat': its rows are image rows"):
         predict(tiny_llava, config="chat", data=ROOT, out=out)
+    with pytest.raises(ConfigError, match="threads=0: need at least 1"):
+        predict(tiny_llava, data=ROOT, out=out, threads=0)
     with pytest.raises(ConfigError, match="engine='spark': unknown"):
         predict(tiny_llava, data=ROOT, out=out, engine="spark")
     with pytest.raises(PredictError, match="cannot load it as an image-text-to-text model"):

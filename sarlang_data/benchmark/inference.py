@@ -27,12 +27,10 @@ from typing import Any
 
 from ..configs import Config, get_config
 from ..errors import ConfigError, SarlangError
+from ..stream.views import CAPTION_PROMPT, VQA_PROMPT
 
 log = logging.getLogger(__name__)
 
-#: the paper's prompts (section 4 of the paper; the chat rows use the same)
-CAPTION_PROMPT = "Describe the content of this image in one sentence."
-VQA_PROMPT = "Question: {question}. Answer the question concisely."
 ENGINES = ("local", "ray")
 
 
@@ -218,7 +216,7 @@ def predict(model: str, *, config: str = "vqa", split: str = "test", data: str |
             out: str | os.PathLike, batch_size: int = 8, max_new_tokens: int = 32,
             engine: str = "local", ray_address: str | None = None, ray_actors: int | None = None,
             limit: int | None = None, device: str | None = None, dtype: str | None = None,
-            storage_options: Mapping[str, Any] | None = None,
+            threads: int | None = None, storage_options: Mapping[str, Any] | None = None,
             progress: bool = True) -> dict[str, Any]:
     """Predict every row of a split with an image-text-to-text model; append JSONL lines.
 
@@ -240,6 +238,9 @@ def predict(model: str, *, config: str = "vqa", split: str = "test", data: str |
         limit: predict at most this many new rows (a slice, for timing).
         device: torch device for ``local`` (None: cuda when available).
         dtype: torch dtype name of the weights (``bfloat16``, ...).
+        threads: torch CPU threads of the ``local`` engine (None: torch's default; small
+            models on a busy machine often run several times faster with 1). Ray actors use
+            one thread per CPU they reserve.
         storage_options: fsspec options for the root.
         progress: show a progress bar.
 
@@ -276,6 +277,14 @@ def predict(model: str, *, config: str = "vqa", split: str = "test", data: str |
     todo = max(0, total - len(done))
     if limit is not None:
         todo = min(todo, limit)
+    restore = None
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"threads={threads}: need at least 1, or None for torch's default")
+        import torch
+
+        restore = torch.get_num_threads()
+        torch.set_num_threads(threads)
     start = time.perf_counter()
     writer = _Writer(out)
     try:
@@ -287,6 +296,10 @@ def predict(model: str, *, config: str = "vqa", split: str = "test", data: str |
                 storage_options=storage_options, progress=progress)
     finally:
         writer.close()
+        if restore is not None:
+            import torch
+
+            torch.set_num_threads(restore)
     seconds = time.perf_counter() - start
     result = {"engine": engine, "config": cfg.name, "split": split, "rows": total,
               "done_before": len(done), "written": writer.n, "seconds": round(seconds, 3),

@@ -29,6 +29,7 @@ from typing import Any
 
 from .._version import __version__
 from ..errors import ConfigError
+from ..schema import TASKS
 from .judge import DEFAULT_KEY_ENV, VERDICTS, Pair, describe_prompt, make_judge
 from .metrics import (
     CAPTION_METRICS,
@@ -111,7 +112,10 @@ def _vqa_section(rows: Sequence[Mapping[str, Any]], preds: Mapping[str, str | No
             g["missing"] += row["id"] in missing
         for g in groups.values():
             g["accuracy"] = _ratio(g["correct"], g["n"])
-        out[name] = dict(sorted(groups.items()))
+        # tasks in the paper's order, other groups by name
+        order = {t: i for i, t in enumerate(TASKS)} if column == "task" else {}
+        out[name] = dict(sorted(groups.items(), key=lambda kv: (order.get(kv[0], len(order)),
+                                                                 kv[0])))
     out["judge"] = judge_info
     return out
 

@@ -31,6 +31,9 @@ IMAGE_PLACEHOLDER = "<image>"
 #: TRL documents for vision datasets
 CHAT_FORMATS = ("llamafactory", "trl")
 #: the user turn that asks for a caption of each kind
+#: the paper's prompts (section 4 of arXiv 2504.03254): the user turn of a caption, of a QA pair
+CAPTION_PROMPT = "Describe the content of this image in one sentence."
+VQA_PROMPT = "Question: {question}. Answer the question concisely."
 CAPTION_PROMPTS = {
     "concise": "Describe this SAR image in one sentence.",
     "detailed": "Describe this SAR image in detail.",
@@ -56,8 +59,8 @@ def columns(config: Config | str) -> tuple[str, ...]:
     if cfg.unit == "image":
         return (*COMMON_COLUMNS, "captions", "qa")
     if cfg.unit == "caption":
-        return (*COMMON_COLUMNS, "id", "caption") + (("kind",) if cfg.kind is None else ())
-    return (*COMMON_COLUMNS, "id", "question", "answer") + (
+        return ("id", *COMMON_COLUMNS, "caption") + (("kind",) if cfg.kind is None else ())
+    return ("id", *COMMON_COLUMNS, "question", "answer") + (
         ("task",) if cfg.task is None else ()) + ("question_type", "bbox")
 
 
@@ -104,8 +107,8 @@ def _caption_rows(cfg: Config, sample: Mapping[str, Any]) -> list[dict[str, Any]
     texts = rec["captions"] if cfg.kind is None else cfg.select_texts(rec)
     if not texts:
         return []
-    template = _common(sample)
-    template["id"] = template["caption"] = None
+    template = {"id": None, **_common(sample)}
+    template["caption"] = None
     out = []
     if cfg.kind is None:
         template["kind"] = None
@@ -129,8 +132,8 @@ def _qa_rows(cfg: Config, sample: Mapping[str, Any]) -> list[dict[str, Any]]:
     texts = rec["qa"] if cfg.task is None else cfg.select_texts(rec)
     if not texts:
         return []
-    template = _common(sample)
-    template["id"] = template["question"] = template["answer"] = None
+    template = {"id": None, **_common(sample)}
+    template["question"] = template["answer"] = None
     out = []
     if cfg.task is None:
         template["task"] = None

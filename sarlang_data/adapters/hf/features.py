@@ -66,15 +66,15 @@ def features_for(config: Config | str, *, decode: bool = True,
                     "answer": string, "bbox": bbox, "task_from": string, "subset": string}],
         })
     if cfg.unit == "caption":
-        extra = {"id": string, "caption": string}
+        extra = {"caption": string}
         if cfg.kind is None:
             extra["kind"] = string
-        return datasets.Features({**common, **extra})
-    extra = {"id": string, "question": string, "answer": string}
+        return datasets.Features({"id": string, **common, **extra})
+    extra = {"question": string, "answer": string}
     if cfg.task is None:
         extra["task"] = string
     extra.update({"question_type": string, "bbox": bbox})
-    return datasets.Features({**common, **extra})
+    return datasets.Features({"id": string, **common, **extra})
 
 
 def _set_decode(feature: Any, enable: bool) -> Any:

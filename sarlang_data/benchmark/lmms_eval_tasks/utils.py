@@ -1,6 +1,6 @@
 """The functions lmms-eval's task YAMLs name (``!function utils.NAME``).
 
-Prompts are the paper's (those of :mod:`sarlang_data.benchmark.inference`); every score comes
+Prompts are the paper's (:mod:`sarlang_data.stream.views`); every score comes
 from :mod:`sarlang_data.benchmark.metrics`: ``vqa_rule`` for VQA (undecided pairs count as
 wrong in ``sarlang_vqa_accuracy``, as right in ``sarlang_vqa_upper``; lmms-eval has no judge
 step), pycocoevalcap for captions, concise and detailed apart.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..inference import CAPTION_PROMPT, VQA_PROMPT
+from ...stream.views import CAPTION_PROMPT, VQA_PROMPT
 from ..metrics import CAPTION_METRICS, CORRECT, UNDECIDED, caption_scores_by_group, vqa_rule
 
 KINDS = ("concise", "detailed")
