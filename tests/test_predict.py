@@ -1,4 +1,5 @@
-"""``predict`` with both engines and ``sarlang_data.ray.read`` on a local 2-CPU Ray cluster.
+"""``predict`` with both engines and ``sarlang_data.ray.read`` (local, HTTP and S3 roots) on a
+local 2-CPU Ray cluster.
 
 A tiny randomly initialised LLaVA-style model (built offline, tests/tiny_models.py) predicts
 the preview's test split: one line per row, the ids of the split's rows exactly, the same
@@ -84,6 +85,22 @@ def test_ray_read_gives_the_loaders_rows(ray_cluster):
     assert both.count() == sum(COUNTS["captions_concise"].values())
     with pytest.raises(ConfigError, match="split='validation': no shard"):
         read(ROOT, "vqa", split="validation")
+
+
+@pytest.mark.parametrize("where", ["http", "s3"])
+def test_ray_read_streams_remote_roots(where, request, ray_cluster, tiny_root):
+    from sarlang_data.ray import read
+
+    if where == "http":
+        root, options = request.getfixturevalue("http_server").url + "tiny", None
+    else:
+        root = request.getfixturevalue("s3_tiny_root")
+        options = request.getfixturevalue("s3_server").storage_options
+    got = read(root, "vqa", split="test", storage_options=options).take_all()
+    want = load_dataset(str(tiny_root), "vqa", split="test", streaming=True, decode=False)
+    assert sorted((r["id"], r["answer"], r["image"]["bytes"]) for r in got) == sorted(
+        (r["id"], r["answer"], r["image"]["bytes"]) for r in want)
+    assert len(got) == read_manifest(tiny_root)["configs"]["vqa"]["test"]
 
 
 def test_ray_engine_same_ids_and_predictions_as_local(tiny_llava, ray_cluster, tmp_path):
