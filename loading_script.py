@@ -9,9 +9,9 @@ which runs the very same builder. This file only names it, so both routes give t
 
 ``data_dir`` is a dataset root (local path or fsspec URL); without it, ``$SARLANG_DATA`` or
 the bundled preview is read. Configs are those of ``sarlang_data.configs.CONFIGS``; the filters
-``cities``, ``tiers``, ``sources`` and the options ``decode``, ``on_error`` and ``chat_format``
-are passed as keyword arguments. The ``sarlang-data`` package must be importable
-(``pip install sarlang-data``).
+``cities``, ``tiers``, ``sources`` and the options ``decode``, ``on_error``, ``chat_format``,
+``chat_group`` and ``max_turns`` are passed as keyword arguments. The ``sarlang-data`` package
+must be importable (``pip install sarlang-data``).
 """
 
 import datasets  # noqa: F401 - datasets 3.x checks that a script's imports are installed

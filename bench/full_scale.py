@@ -211,8 +211,8 @@ def _fingerprint_row(config: str, row: dict) -> int:
         text = f"{row['key']}\x1f{row['question']}\x1f{row['answer']}"
     elif config == "captions":
         text = f"{row['key']}\x1f{row['kind']}\x1f{row['caption']}"
-    else:  # chat: one row per image, its turns
-        text = f"{row['key']}\x1f{len(row['messages'])}"
+    else:  # chat: one row per caption or QA pair, by its id
+        text = f"{row['key']}\x1f{row['id']}"
     return zlib.crc32(text.encode())
 
 
@@ -220,18 +220,17 @@ def expected_fingerprints(root: Path, config: str) -> dict[str, int]:
     """Per split, the fingerprint of every row of ``config``, from ``index.parquet``."""
     from sarlang_data.configs import get_config
     from sarlang_data.format.manifest import read_index
+    from sarlang_data.schema import text_id
 
     cfg = get_config(config)
     table = read_index(str(root), ["key", "split", "captions", "qa"])
     out: dict[str, int] = {}
     for batch in table.to_batches(20_000):
         for rec in batch.to_pylist():
-            texts = cfg.select_texts(rec) if config != "chat" else None
+            texts = cfg.select_texts(rec)
             if config == "chat":
-                n = len(rec["captions"]) + len(rec["qa"])
-                if not cfg.rows_in(rec):
-                    continue
-                fps = [zlib.crc32(f"{rec['key']}\x1f{2 * n}".encode())]
+                fps = [zlib.crc32(f"{rec['key']}\x1f{text_id(rec['key'], t)}".encode())
+                       for t in texts]
             elif config == "vqa":
                 fps = [zlib.crc32(f"{rec['key']}\x1f{q['question']}\x1f{q['answer']}".encode())
                        for q in texts]

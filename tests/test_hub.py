@@ -270,7 +270,18 @@ def test_cli_download_exact(src_root, nginx, tmp_path, capsys):
                      "object_positioning,others", "--exact", "--out", str(out), "-q"]) == 0
     keys = _expected_keys(src_root, splits=["test"], tasks=["object_positioning", "others"])
     _check_subset(out, src_root, keys, "exact")
-    assert "transferred" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "transferred" in printed
+    # --task brings whole samples, and both the report and the subset's card say so
+    assert "--task keeps whole samples" in printed
+    m = json.loads((out / "manifest.json").read_text())
+    other = sum(1 for r in _rows(out) for t in schema.TASKS if r[f"n_{t}"]
+                and t not in ("object_positioning", "others"))
+    assert other > 0  # texts of other tasks came along ...
+    assert f"{m['counts']['qa']:,} QA pairs in all" in printed
+    card = (out / "README.md").read_text()
+    assert "every image keeps all of its texts" in card  # ... and the card says so
+    assert 'sarlang_data.load_dataset(ROOT, "object_positioning")' in card
 
 
 # --------------------------------------------------------------------------- download: olah

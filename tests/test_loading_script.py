@@ -33,7 +33,8 @@ _CHILD = textwrap.dedent("""
                                 trust_remote_code=True, data_dir=root, decode=False)
     out["vqa_test"] = [[r["key"], r["question"], r["answer"], r["bbox"]] for r in vqa]
     chat = datasets.load_dataset(script, "chat", split="train", streaming=True,
-                                 trust_remote_code=True, data_dir=root)
+                                 trust_remote_code=True, data_dir=root,
+                                 chat_format="llamafactory")
     first = next(iter(chat))
     out["chat_first"] = first["messages"][0]["content"]
     out["chat_image"] = [list(first["images"][0].size), first["images"][0].mode]

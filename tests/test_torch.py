@@ -17,6 +17,7 @@ from sarlang_data.adapters.hf import iterable
 from sarlang_data.configs import get_config
 from sarlang_data.errors import ConfigError
 from sarlang_data.format.manifest import read_index, read_manifest
+from sarlang_data.schema import text_id
 from sarlang_data.stream import partition, shuffle
 
 
@@ -31,8 +32,8 @@ def _load(root, name, tmp_path, **kw):
 
 
 def _ident(row):
-    """A row's identity: its key and its text (or the image-centric row's key)."""
-    return (row["key"], row.get("question") or row.get("caption") or "")
+    """A row's identity: its key and its text's id (or the image-centric row's key)."""
+    return (row["key"], row.get("id") or "")
 
 
 def _expected(name, index, split, keep=lambda r: True):
@@ -45,7 +46,7 @@ def _expected(name, index, split, keep=lambda r: True):
             out[(r["key"], "")] += 1
         else:
             for t in cfg.select_texts({"captions": r["captions"], "qa": r["qa"]}):
-                out[(r["key"], t.get("text") or t.get("question"))] += 1
+                out[(r["key"], text_id(r["key"], t))] += 1
     return out
 
 

@@ -5,6 +5,7 @@ import pytest
 from sarlang_data.configs import CONFIGS, get_config
 from sarlang_data.errors import ConfigError
 from sarlang_data.format.manifest import read_manifest
+from sarlang_data.schema import text_id
 from sarlang_data.stream import reader, views
 
 
@@ -78,44 +79,124 @@ def test_image_rows_carry_every_caption_and_qa(samples):
     assert n_boxes > 0  # region_referring boxes made it through
 
 
-def test_chat_llamafactory_layout(samples):
+def _texts(rec):
+    return [*rec["captions"], *rec["qa"]]
+
+
+def test_chat_is_one_conversation_per_text_with_the_papers_prompts(samples):
+    n = 0
     for s in samples:
         rec = s["json"]
-        (row,) = views.rows("chat", s)
-        msgs = row["messages"]
-        turns = views.conversation(rec)
-        assert len(msgs) == 2 * len(turns) == 2 * (len(rec["captions"]) + len(rec["qa"]))
-        assert [m["role"] for m in msgs] == ["user", "assistant"] * len(turns)
-        assert msgs[0]["content"] == "<image>" + turns[0][0]
-        assert sum(m["content"].count("<image>") for m in msgs) == 1 == len(row["images"])
-        assert [m["content"] for m in msgs[3::2]] == [a for _, a in turns[1:]]
-        assert row["images"] == [views.image_value(s)]
-        assert "image" not in row and row["key"] == rec["key"]
+        got = views.rows("chat", s)  # TRL's layout by default
+        texts = _texts(rec)
+        assert len(got) == len(texts) == get_config("chat").rows_in(rec)
+        for row, t in zip(got, texts, strict=True):
+            user, assistant = row["messages"]
+            assert user["role"] == "user" and assistant["role"] == "assistant"
+            assert user["content"][0] == {"type": "image", "text": None}
+            if "question" in t:
+                want = f"Question: {t['question']}. Answer the question concisely."
+                assert (row["task"], row["kind"]) == (t["task"], None)
+            else:
+                want = "Describe the content of this image in one sentence."
+                assert (row["task"], row["kind"]) == (None, t["kind"])
+            assert user["content"][1] == {"type": "text", "text": want}
+            assert assistant["content"] == [{"type": "text", "text": t.get("answer",
+                                                                           t.get("text"))}]
+            assert row["images"] == [views.image_value(s)]
+            assert row["id"] == text_id(rec["key"], t)
+            assert tuple(row) == views.columns("chat")
+            n += 1
+    assert n > 100
 
 
-def test_chat_trl_layout(samples):
+def test_chat_llamafactory_layout_has_one_image_placeholder(samples):
+    lay = views.layout_for("chat", "llamafactory")
     for s in samples:
-        (row,) = views.rows("chat", s, chat_format="trl")
-        msgs = row["messages"]
-        assert msgs[0]["content"][0] == {"type": "image", "text": None}
-        blocks = [b for m in msgs for b in m["content"]]
-        assert sum(b["type"] == "image" for b in blocks) == 1
-        assert all(b["type"] == "text" and isinstance(b["text"], str)
-                   for b in blocks if b is not msgs[0]["content"][0])
-        texts = [b["text"] for m in msgs for b in m["content"] if b["type"] == "text"]
-        assert texts == [t for pair in views.conversation(s["json"]) for t in pair]
+        for row, t in zip(views.rows("chat", s, layout=lay), _texts(s["json"]), strict=True):
+            user, assistant = row["messages"]
+            assert user["content"] == "<image>" + views.prompt(t)
+            assert assistant["content"] == views.target(t)
+            assert user["content"].count("<image>") == 1 == len(row["images"])
 
 
-def test_captions_get_a_prompt_of_their_kind():
-    rec = {"captions": [{"kind": "detailed", "text": "D"}, {"kind": "concise", "text": "C"}],
-           "qa": [{"question": "Q?", "answer": "A"}]}
-    assert views.conversation(rec) == [(views.CAPTION_PROMPTS["detailed"], "D"),
-                                       (views.CAPTION_PROMPTS["concise"], "C"), ("Q?", "A")]
+@pytest.mark.parametrize("name", ["vqa", "region_referring", "captions_concise", "captions"])
+def test_every_text_config_gives_chat_rows_of_its_own_texts(name, samples):
+    cfg = get_config(name)
+    lay = views.layout_for(name, "trl")
+    for s in samples:
+        plain = views.rows(name, s)
+        chat = views.rows(name, s, layout=lay)
+        assert [r["id"] for r in chat] == [r["id"] for r in plain]
+        assert len(chat) == views.row_count(cfg, s["json"], lay) == cfg.rows_in(s["json"])
+        for c, p in zip(chat, plain, strict=True):
+            text = c["messages"][1]["content"][0]["text"]
+            assert text == p.get("answer", p.get("caption"))
+
+
+def test_image_grouped_chat_rows_keep_every_text(samples):
+    lay = views.layout_for("chat", "trl", "image", 4)
+    several = 0
+    for s in samples:
+        rec = s["json"]
+        got = views.rows("chat", s, layout=lay)
+        texts = _texts(rec)
+        assert len(got) == -(-len(texts) // 4) == views.row_count("chat", rec, lay)
+        assert [i for r in got for i in r["ids"]] == [text_id(rec["key"], t) for t in texts]
+        for r in got:
+            assert 1 <= len(r["ids"]) <= 4 and len(r["messages"]) == 2 * len(r["ids"])
+            parts = [p for m in r["messages"] for p in m["content"]]
+            assert sum(p["type"] == "image" for p in parts) == 1 == len(r["images"])
+            assert tuple(r) == views.columns("chat", lay)
+        several += len(got) > 1
+        (whole,) = views.rows("chat", s, layout=views.layout_for("chat", chat_group="image"))
+        assert len(whole["messages"]) == 2 * len(texts)
+    assert several > 0
+
+
+def test_text_ids_are_unique_and_stable(samples, tiny_root):
+    ids = [r["id"] for s in samples for r in views.rows("chat", s)]
+    assert len(ids) == len(set(ids))
+    assert all(r["id"] == text_id(s["json"]["key"], {"question": r["question"],
+                                                      "answer": r["answer"]})
+               for s in samples for r in views.rows("vqa", s))
+    # the ids of a rebuilt root are the same: they hash the texts, not positions
+    again = [r["id"] for shard in read_manifest(tiny_root)["shards"]
+             for s in reader.iter_samples(str(tiny_root / shard["path"]))
+             for r in views.rows("chat", s)]
+    assert sorted(again) == sorted(ids)
+
+
+def test_rows_carry_geo_and_size(samples):
+    for s in samples:
+        rec = s["json"]
+        for name in ("images", "vqa", "captions", "chat"):
+            for row in views.rows(name, s):
+                assert [row[c] for c in ("lat", "lon", "width", "height")] == [
+                    rec[c] for c in ("lat", "lon", "width", "height")]
+    assert any(s["json"]["lat"] is not None for s in samples)
+
+
+def test_layout_options_are_checked():
+    assert views.layout_for("vqa") == views.PLAIN
+    assert views.layout_for("chat") == views.Layout("trl")
+    with pytest.raises(ConfigError, match=r"chat_format='sharegpt'.*trl"):
+        views.layout_for("vqa", "sharegpt")
+    with pytest.raises(ConfigError, match="image-centric"):
+        views.layout_for("images", "trl")
+    with pytest.raises(ConfigError, match="chat_format='trl'"):
+        views.layout_for("vqa", chat_group="image")
+    with pytest.raises(ConfigError, match="chat_group='image'"):
+        views.layout_for("chat", max_turns=3)
+    with pytest.raises(ConfigError, match="max_turns=0"):
+        views.layout_for("chat", chat_group="image", max_turns=0)
+    with pytest.raises(ConfigError, match="chat_group='pairs'"):
+        views.layout_for("chat", chat_group="pairs")
 
 
 def test_unknown_names():
     with pytest.raises(ConfigError, match=r"chat_format='sharegpt'.*llamafactory"):
-        views.chat_messages({"captions": [], "qa": []}, "sharegpt")
+        views.chat_messages([("Q", "A")], "sharegpt")
     with pytest.raises(ConfigError, match=r"name='vqa2': unknown config.*closest first\): vqa"):
         views.rows("vqa2", {})
 

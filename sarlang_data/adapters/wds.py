@@ -76,7 +76,9 @@ def pipeline(
     tiers: str | Iterable[str] | None = None,
     sources: str | Iterable[str] | None = None,
     decode: bool = True,
-    chat_format: str = "llamafactory",
+    chat_format: str | None = None,
+    chat_group: str | None = None,
+    max_turns: int | None = None,
     on_error: str = "raise",
     storage_options: Mapping[str, Any] | None = None,
     distributed: bool | tuple[int, int] | None = None,
@@ -95,7 +97,10 @@ def pipeline(
         tiers: keep these tiers.
         sources: keep these sources.
         decode: decode images to PIL (False keeps ``{"bytes", "path"}``).
-        chat_format: layout of the ``chat`` config.
+        chat_format: chat rows of a text config (``trl``, ``llamafactory``; None: the
+            config's default), as in :func:`sarlang_data.load_dataset`.
+        chat_group: ``text`` or ``image``, as in :func:`sarlang_data.load_dataset`.
+        max_turns: with ``chat_group="image"``, the most turns in one row.
         on_error: ``raise`` or ``skip`` corrupt samples.
         storage_options: fsspec options for the root.
         distributed: as in :func:`sarlang_data.load_dataset` (None: from torch.distributed or
@@ -120,6 +125,7 @@ def pipeline(
     stream = load_dataset(root, config, split=split, streaming=True, cities=cities,
                           tiers=tiers, sources=sources, decode=decode, on_error=on_error,
                           storage_options=storage_options, chat_format=chat_format,
+                          chat_group=chat_group, max_turns=max_turns,
                           distributed=distributed, equalize=equalize)
     if shuffle_seed is not None:
         stream = stream.shuffle(seed=shuffle_seed, buffer_size=buffer_size)

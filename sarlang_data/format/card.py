@@ -10,11 +10,16 @@ pictures stored beside it, ``assets/contact_sheet.jpg`` and ``assets/stats.png``
 links the ones it is told exist; :func:`write_card` writes them first.
 
 The YAML header carries the Hub metadata (pretty name, licence, language, task categories,
-size category, tags) and the no-code configs for stock ``datasets`` (``images``, the default,
-and one per resolution tier, all image-centric) with their ``data_files`` and declared features.
-Declaring the features matters: without them the stock WebDataset builder infers the columns
-from the first samples of the first shard and drops member types it did not see there (a root
-whose first shard is all PNG would lose every JPEG).
+size category, tags) and the no-code configs for stock ``datasets`` and the Hub viewer
+(``images``, the default, and one per resolution tier, all image-centric) with their
+``data_files``, declared features and rows per split. When the root has its stock mirror
+(``stock/*.parquet``, listed in the manifest; see :mod:`sarlang_data.adapters.stock`) they read
+it: one decoded ``image`` column whatever the source format, rows equal to
+``sarlang_data.load_dataset(root, "images")``. Without it they read the tar shards with the
+WebDataset builder and every member type declared (its raw columns: ``json``, and ``png`` or
+``jpg``): declaring them matters, since the builder otherwise infers the columns from the first
+samples of the first shard and drops member types it did not see there. Every other config
+needs this package, and the card gives the one line that loads it.
 """
 
 from __future__ import annotations
@@ -144,8 +149,9 @@ def _tar_pairs(manifest: Mapping[str, Any]) -> list[list[str]]:
     return [[sp, t] for sp in schema.SPLITS for t in schema.TIERS if (sp, t) in have]
 
 
-def _no_code(tar_pairs: Sequence[Sequence[str]]) -> list[dict[str, Any]]:
-    have = {tuple(p) for p in tar_pairs}
+def _no_code(tar_pairs: Sequence[Sequence[str]], stock: Mapping[str, Any] | None = None
+             ) -> list[dict[str, Any]]:
+    have = {tuple(p) for p in (tar_pairs if not stock else stock["pairs"])}
     out = []
     for name, cfg in CONFIGS.items():
         if not cfg.no_code:
@@ -154,7 +160,11 @@ def _no_code(tar_pairs: Sequence[Sequence[str]]) -> list[dict[str, Any]]:
         for split in schema.SPLITS:
             if not any(sp == split and cfg.tier in (None, t) for sp, t in have):
                 continue
-            files.append({"split": split, "path": f"data/{split}/{cfg.tier or '*'}/*/*.tar"})
+            if stock:
+                path = f"stock/{split}/{cfg.tier or '*'}/*.parquet"
+            else:
+                path = f"data/{split}/{cfg.tier or '*'}/*/*.tar"
+            files.append({"split": split, "path": path})
         if files:
             entry: dict[str, Any] = {"config_name": name, "data_files": files}
             if name == DEFAULT_CONFIG:
@@ -174,7 +184,35 @@ def no_code_configs(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
         ``.tar.zst`` is unreadable by stock tools), configs and splits without shards left out.
 
     """
-    return _no_code(_tar_pairs(manifest))
+    return _no_code(_tar_pairs(manifest), _stock_facts(manifest))
+
+
+def _tar_bytes(manifest: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    """Bytes of plain ``.tar`` shards per split and tier."""
+    out: dict[str, dict[str, int]] = {}
+    for s in manifest["shards"]:
+        if s["path"].endswith(".tar"):
+            per = out.setdefault(s["split"], {})
+            per[s["tier"]] = per.get(s["tier"], 0) + int(s["bytes"])
+    return out
+
+
+def _stock_facts(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Return the stock mirror as the card needs it: features, pairs, rows of each."""
+    stock = manifest.get("stock")
+    if not stock or not stock.get("files"):
+        return None
+    rows: dict[str, dict[str, int]] = {}
+    sizes: dict[str, dict[str, int]] = {}
+    for f in stock["files"]:
+        per = rows.setdefault(f["split"], {})
+        per[f["tier"]] = per.get(f["tier"], 0) + int(f["rows"])
+        per = sizes.setdefault(f["split"], {})
+        per[f["tier"]] = per.get(f["tier"], 0) + int(f["bytes"])
+    pairs = [[sp, t] for sp in schema.SPLITS for t in schema.TIERS if t in rows.get(sp, {})]
+    return {"features": stock["features"], "pairs": pairs, "rows": rows, "sizes": sizes,
+            "bytes": sum(int(f["bytes"]) for f in stock["files"]),
+            "files": len(stock["files"])}
 
 
 def size_category(pairs: int) -> str:
@@ -198,7 +236,8 @@ def card_facts(manifest: Mapping[str, Any]) -> dict[str, Any]:
         ``{"format_version", "counts", "configs", "build", "shards", "tar_pairs", "subset"}``:
         ``build`` keeps the options the card mentions, ``shards`` is ``{"count", "bytes",
         "tar", "tar_zst"}``, ``tar_pairs`` the (split, tier) pairs with plain tar shards and
-        ``subset`` the manifest's subset description (None for a built root).
+        ``subset`` the manifest's subset description (None for a built root), ``stock``
+        the stock mirror (features, pairs, rows per split and tier; None without one).
 
     """
     shards = manifest["shards"]
@@ -216,7 +255,9 @@ def card_facts(manifest: Mapping[str, Any]) -> dict[str, Any]:
             "tar_zst": sum(1 for s in shards if s["path"].endswith(".tar.zst")),
         },
         "tar_pairs": _tar_pairs(manifest),
+        "tar_bytes": _tar_bytes(manifest),
         "subset": manifest.get("subset"),
+        "stock": _stock_facts(manifest),
     }
 
 
@@ -276,8 +317,12 @@ def card_header(facts: Mapping[str, Any]) -> dict[str, Any]:
         The metadata, keys in the order they are written.
 
     """
-    configs = _no_code(facts["tar_pairs"])
-    features = member_features(bool(facts["build"].get("originals")))
+    stock = facts.get("stock")
+    configs = _no_code(facts["tar_pairs"], stock)
+    if stock:
+        features = stock["features"]
+    else:
+        features = member_features(bool(facts["build"].get("originals")))
     c = facts["counts"]
     return {
         "pretty_name": PRETTY_NAME,
@@ -289,9 +334,28 @@ def card_header(facts: Mapping[str, Any]) -> dict[str, Any]:
         "size_categories": [size_category(c["captions"] + c["qa"])],
         "tags": ["sar", "remote-sensing"],
         "configs": configs,
-        "dataset_info": [{"config_name": cfg["config_name"], "features": features}
+        "dataset_info": [{"config_name": cfg["config_name"], "features": features,
+                          "splits": _yaml_splits(cfg["config_name"], facts)}
                          for cfg in configs],
     }
+
+
+def _yaml_splits(name: str, facts: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Return the YAML ``splits`` of a no-code config: its rows per split."""
+    tier = CONFIGS[name].tier
+    stock = facts.get("stock")
+    out = []
+    for split in schema.SPLITS:
+        sizes = (stock["sizes"] if stock else facts.get("tar_bytes", {})).get(split, {})
+        size = sum(v for t, v in sizes.items() if tier in (None, t))
+        if stock:
+            per = stock["rows"].get(split, {})
+            n = sum(v for t, v in per.items() if tier in (None, t))
+        else:
+            n = facts["configs"].get(name, {}).get(split, 0)
+        if n:
+            out.append({"name": split, "num_bytes": size, "num_examples": n})
+    return out
 
 
 def _subset_lines(sub: Mapping[str, Any], counts: Mapping[str, Any]) -> list[str]:
@@ -319,6 +383,13 @@ def _subset_lines(sub: Mapping[str, Any], counts: Mapping[str, Any]) -> list[str
             + (f"; the other {_n(extra)} share a shard with them. Pass the same filters when "
                "loading, or download with `--exact` to keep only the matching samples."
                if extra else "; nothing else was fetched."))
+    tasks = filters.get("tasks")
+    if tasks:
+        config = tasks[0]
+        lines.append(
+            f"The task filter ({', '.join(tasks)}) selects images that have such texts, and "
+            "every image keeps all of its texts, of other tasks too; load the task's config "
+            f'(`sarlang_data.load_dataset(ROOT, "{config}")`) for its rows alone.')
     lines.append("")
     return lines
 
@@ -370,7 +441,8 @@ def _stats_lines(st: Mapping[str, Any], chart: str | None = None, alt: str = "")
 
 def _usage_lines(repo: str, facts: Mapping[str, Any]) -> list[str]:
     cities = facts.get("example_city") or "rotterdam"
-    stock = [p[1] for p in facts["tar_pairs"]] or ["vhr"]
+    stock = [p[1] for p in (facts.get("stock") or {}).get("pairs") or facts["tar_pairs"]
+             ] or ["vhr"]
     tier = "vhr" if "vhr" in stock else stock[0]
     return [
         "## Usage", "",
@@ -392,8 +464,16 @@ def _usage_lines(repo: str, facts: Mapping[str, Any]) -> list[str]:
         "import datasets",
         "",
         f'ds = datasets.load_dataset("{repo}", "{tier}", streaming=True)',
-        'row = next(iter(ds["train"]))   # row["json"]: metadata, captions, qa; '
-        'row["png"] or row["jpg"]: the image',
+        ('row = next(iter(ds["train"]))   # row["image"]: a PIL image; key, city, ..., '
+         'captions, qa' if facts.get("stock") else
+         'row = next(iter(ds["train"]))   # row["json"]: metadata, captions, qa; '
+         'row["png"] or row["jpg"]: the image'),
+        "```", "",
+        "LLaMA-Factory: export a config as a dataset folder (its `dataset_info.json` entry, "
+        "the data file, the images), straight from this repo:", "",
+        "```sh",
+        f"sarlang-data export vqa --data hf://datasets/{repo} --split train --format "
+        "llamafactory --out ./sarlang-lf",
         "```", "",
         "PyTorch: a streaming dataset goes straight into a `DataLoader`; `datasets` hands "
         "whole shards to the workers.", "",
@@ -514,18 +594,40 @@ def render_card(facts: Mapping[str, Any], stats: Mapping[str, Any] | None = None
                   "reads them, stock tools do not, so the no-code configs leave them out.", ""]
     lines += [
         "## Configs", "",
-        "`images` (the default) and the tiers load with stock `datasets`; every config loads "
-        "with `sarlang_data.load_dataset`. Rows per config and split:", "",
     ]
+    stock = facts.get("stock")
+    if stock:
+        lines += [
+            "`images` (the default) and the tiers load with stock `datasets` alone and show in "
+            "the Hub viewer: they read `stock/`, a parquet mirror of the image-centric rows "
+            f"({_n(stock['files'])} files, {_size(stock['bytes'])}) with one decoded `image` "
+            "column (the release's PNG or JPEG bytes), the same rows as "
+            "`sarlang_data.load_dataset`. Every other config needs the `sarlang-data` package "
+            "(`pip install sarlang-data`); the table gives the line that loads each.", ""]
+    else:
+        lines += [
+            "This root has no stock mirror (`stock/`; `sarlang-data stock ROOT` writes it), so "
+            "stock `datasets` reads `images` and the tiers from the tar shards with its "
+            "WebDataset builder: raw columns `json` (metadata and texts) and `png` or `jpg` "
+            "(the other one None). Every config loads with the `sarlang-data` package "
+            "(`pip install sarlang-data`); the table gives the line that loads each.", ""]
     rows = []
     for name, cfg in CONFIGS.items():
         r = facts["configs"].get(name, {})
         train, test = r.get("train", 0), r.get("test", 0)
-        stock = "yes" if cfg.no_code else ""
-        rows.append((f"`{name}`", cfg.description, stock, train + test, train, test))
-    lines += _md_table(("config", "rows are", "stock datasets", "rows", "train", "test"),
+        if cfg.no_code and stock:
+            line = f'`datasets.load_dataset("{repo}", "{name}")`'
+        else:
+            line = f'`sarlang_data.load_dataset("{repo}", "{name}")`'
+        rows.append((f"`{name}`", cfg.description, line, train + test, train, test))
+    lines += _md_table(("config", "rows are", "load with", "rows", "train", "test"),
                        rows, [False, False, False, True, True, True])
-    lines.append("")
+    lines += [
+        "", "Rows of text configs carry a stable `id` (the sample key and a hash of the text) "
+        "to join predictions on; `chat` is one conversation per caption or QA pair with the "
+        "paper's prompts, in TRL's layout (`messages` with typed parts, `images`); every text "
+        'config gives such rows with `chat_format="trl"` or `"llamafactory"`, and '
+        '`chat_group="image", max_turns=N` makes multi-turn conversations per image.', ""]
     if stats:
         lines += _stats_lines(stats, STATS_CHART if STATS_CHART in pictures else None,
                               ALT_TEXT[STATS_CHART])

@@ -231,6 +231,15 @@ def verify(
         problems += found
         samples += n
         images += k
+    for f in (manifest.get("stock") or {}).get("files", []):  # the stock-datasets mirror
+        path = join(base, f["path"])
+        if not fs.exists(path):
+            problems.append(f"{f['path']}: missing (expected sha256 {f['sha256']})")
+            continue
+        digest = hashlib.sha256(fs.cat_file(path)).hexdigest()
+        if digest != f["sha256"]:
+            problems.append(f"{f['path']}: sha256 expected {f['sha256']} (manifest), found "
+                            f"{digest}; rewrite it with `sarlang-data stock ROOT`")
     if samples != manifest["counts"]["samples"] and not problems:
         problems.append(f"counts.samples expected {manifest['counts']['samples']} (manifest), "
                         f"found {samples} in the shards")

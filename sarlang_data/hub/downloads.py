@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -42,7 +43,16 @@ from ..format.manifest import (
 from ..format.tar import write_atomic
 from .client import STAGING, _Bar, _FsRemote, _hub_bars, _open_remote, sha256_file
 from .exact import _download_exact
-from .fetch import DownloadReport, _check_out, _clean_out, _fetch_verified, _State
+from .fetch import (
+    DownloadReport,
+    _check_out,
+    _clean_out,
+    _fetch_verified,
+    _State,
+    whole_samples_note,
+)
+
+log = logging.getLogger(__name__)
 
 
 def _norm_filters(**filters: Any) -> dict[str, list[str] | None]:
@@ -222,6 +232,8 @@ def download(
             "qa": sum(r[f"n_{t}"] for r in sel for t in schema.TASKS),
             "bytes": sum(r["size"] for r in sel),
         }
+        if filters.get("tasks"):
+            log.warning("%s", whole_samples_note(filters["tasks"], selected).strip())
         report = DownloadReport(
             source=remote.label, commit=remote.commit, mode="exact" if exact else "shards",
             out=out, filters=filters, selected=selected,

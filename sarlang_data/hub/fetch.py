@@ -126,7 +126,19 @@ class DownloadReport:
         if self.ranges_ignored:
             lines.append("  the server ignored Range requests: whole shards were fetched and "
                          "the selected samples cut from them")
+        tasks = self.filters.get("tasks")
+        if tasks:
+            lines.append(whole_samples_note(tasks, s))
         return "\n".join(lines)
+
+
+def whole_samples_note(tasks: list[str], selected: dict[str, int]) -> str:
+    """Say that a ``tasks`` filter brings whole samples, and how to read only those texts."""
+    config = tasks[0] if tasks[0] != "captions" else "captions"
+    return (f"  note: --task keeps whole samples: each selected image comes with ALL of its "
+            f"texts ({selected['captions']:,} captions and {selected['qa']:,} QA pairs in all, "
+            f"not only {', '.join(tasks)}); read only the asked texts with their config, e.g. "
+            f"sarlang_data.load_dataset(OUT, {config!r})")
 
 
 # --------------------------------------------------------------------------- download

@@ -127,6 +127,17 @@ def _root_files(root: Path, repo_id: str) -> tuple[dict, list[tuple[str, int, st
                             f"{shard['bytes']}")
         else:
             files.append((shard["path"], shard["bytes"], shard["sha256"], path))
+    for f in (manifest.get("stock") or {}).get("files", []):  # the stock-datasets mirror
+        path = root / f["path"]
+        if not path.is_file() or path.stat().st_size != f["bytes"]:
+            problems.append(f"{f['path']}: missing or not {f['bytes']} bytes (rewrite it with "
+                            f"`sarlang-data stock {root}`)")
+        else:
+            files.append((f["path"], f["bytes"], f["sha256"], path))
+    if not (manifest.get("stock") or {}).get("files"):
+        log.warning("%s has no stock mirror: the Hub viewer and stock datasets will see raw "
+                    "WebDataset columns (png/jpg); run `sarlang-data stock %s` first for one "
+                    "image column", root, root)
     idx = root / INDEX_NAME
     if not idx.is_file():
         problems.append(f"{INDEX_NAME}: missing")

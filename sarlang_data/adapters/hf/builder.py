@@ -31,14 +31,14 @@ import datasets
 from ... import schema
 from ..._version import __version__
 from ...configs import CONFIGS, DEFAULT_CONFIG, get_config
-from ...errors import ConfigError, ManifestError, unknown_name
+from ...errors import ConfigError, ManifestError
 from ...stream.partition import (
     check_equalize,
     check_node,
     node_from_env,
 )
 from ...stream.reader import ReadStats, check_on_error
-from ...stream.views import CHAT_FORMATS
+from ...stream.views import Layout, layout_for
 from .features import features_for
 from .iterable import SarlangIterableDataset, _SarlangRows, _TypedRows
 from .rows import _ShardReader
@@ -169,7 +169,12 @@ class SarlangConfig(datasets.BuilderConfig):
         sources: keep these sources (None keeps all).
         decode: decode images to PIL in the consumer (False keeps ``{"bytes", "path"}``).
         on_error: ``raise`` or ``skip`` corrupt samples.
-        chat_format: layout of the ``chat`` config's messages.
+        chat_format: chat rows of a text config: ``trl`` (typed content parts) or
+            ``llamafactory`` (string content with ``<image>``); None: the config's default
+            (``trl`` for ``chat``, plain rows for the others).
+        chat_group: ``text`` (one conversation per caption or QA pair, the default) or
+            ``image`` (one multi-turn conversation per image).
+        max_turns: with ``chat_group="image"``, the most turns in one row.
 
     """
 
@@ -178,7 +183,9 @@ class SarlangConfig(datasets.BuilderConfig):
     sources: tuple[str, ...] | None = None
     decode: bool = True
     on_error: str = "raise"
-    chat_format: str = "llamafactory"
+    chat_format: str | None = None
+    chat_group: str | None = None
+    max_turns: int | None = None
 
 
 class SarlangBuilder(datasets.GeneratorBasedBuilder):
@@ -214,9 +221,8 @@ class SarlangBuilder(datasets.GeneratorBasedBuilder):
         kwargs["data_dir"] = root
         kwargs.setdefault("dataset_name", DATASET_NAME)
         check_on_error(kwargs.get("on_error", "raise"))
-        chat_format = kwargs.get("chat_format", "llamafactory")
-        if chat_format not in CHAT_FORMATS:
-            raise unknown_name("chat format", chat_format, CHAT_FORMATS, "chat_format")
+        layout = layout_for(name or DEFAULT_CONFIG, kwargs.get("chat_format"),
+                            kwargs.get("chat_group"), kwargs.get("max_turns"))
         manifest = read_manifest(root, _fs_options(kwargs.get("storage_options"), root))
         key = {
             "root": root,
@@ -226,13 +232,14 @@ class SarlangBuilder(datasets.GeneratorBasedBuilder):
             **filters,
             "decode": kwargs.get("decode", True),
             "on_error": kwargs.get("on_error", "raise"),
-            "chat_format": chat_format,
+            "layout": [layout.chat_format, layout.group, layout.max_turns],
             "package": __version__,
             "outer": kwargs.get("hash"),  # e.g. the loading script's own hash
         }
         kwargs["hash"] = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         self._root = root
         self._manifest = manifest
+        self._layout = layout
         #: counts of this process's reads (samples, skipped samples and why)
         self.read_stats = ReadStats()
         super().__init__(*args, **kwargs)
@@ -242,14 +249,39 @@ class SarlangBuilder(datasets.GeneratorBasedBuilder):
         """The dataset root this builder reads."""
         return self._root
 
+    @property
+    def layout(self) -> Layout:
+        """The shape of this load's rows (plain, or chat rows and how)."""
+        return self._layout
+
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
             description=_DESCRIPTION + " Config: " + (self.config.description or ""),
             features=features_for(self.config.name, decode=self.config.decode,
-                                  chat_format=self.config.chat_format),
+                                  layout=self._layout),
             homepage="https://github.com/Jimmyxichen/SARLANG-1M",
             citation=_CITATION,
+            splits=self._split_infos(),
         )
+
+    def _split_infos(self) -> datasets.SplitDict | None:
+        """Rows per split of this config and its filters, from the manifest (or the index).
+
+        ``datasets`` checks a prepared split against these counts; with ``on_error="skip"``
+        samples may be left out, so no counts are declared then.
+        """
+        if self.config.on_error != "raise":
+            return None
+        try:
+            splits = list(self.shard_urls())
+        except ConfigError:
+            return None  # filters that match nothing: load_dataset says so itself
+        infos = datasets.SplitDict(dataset_name=DATASET_NAME)
+        for split in splits:
+            _, counts, sizes = self.shard_rows(split)
+            infos.add(datasets.SplitInfo(name=split, num_examples=sum(counts),
+                                         dataset_name=DATASET_NAME))
+        return infos
 
     def selected_shards(self) -> list[dict]:
         """Return the manifest entries of the shards this config and its filters read."""
@@ -297,6 +329,13 @@ class SarlangBuilder(datasets.GeneratorBasedBuilder):
             ``(urls, rows, sizes)``, in manifest order.
 
         """
+        cached = self.__dict__.setdefault("_shard_rows", {}).get(split)
+        if cached is None:  # the selection is fixed at init: count once (info.splits, streams)
+            cached = self._shard_rows[split] = self._count_shard_rows(split)
+        urls, counts, sizes = cached
+        return list(urls), list(counts), list(sizes)
+
+    def _count_shard_rows(self, split: str) -> tuple[list[str], list[int], list[int]]:
         from ...remote import join
 
         shards = [s for s in self.selected_shards() if s["split"] == split]
@@ -309,7 +348,7 @@ class SarlangBuilder(datasets.GeneratorBasedBuilder):
             return ((cities is None or set(shard["cities"]) <= set(cities))
                     and (sources is None or set(shard["sources"]) <= set(sources)))
 
-        if all(inside(s) for s in shards):
+        if all(inside(s) for s in shards) and self._layout.group != "image":
             return urls, [int(s["configs"][cfg.name]) for s in shards], sizes
         return urls, self._index_rows(shards), sizes
 
@@ -326,6 +365,9 @@ class SarlangBuilder(datasets.GeneratorBasedBuilder):
             counted = [f"n_{k}" for k in kinds]
         elif cfg.unit == "qa":
             counted = [f"n_{t}" for t in (schema.TASKS if cfg.task is None else (cfg.task,))]
+        elif cfg.unit == "text":
+            counted = [*(f"n_{k}" for k in schema.CAPTION_KINDS),
+                       *(f"n_{t}" for t in schema.TASKS)]
         else:
             counted = []
         table = read_index(self._root, ["shard", "city", "source", "tier", *counted],
@@ -341,6 +383,9 @@ class SarlangBuilder(datasets.GeneratorBasedBuilder):
             for column in counted[1:]:
                 n = pc.add(n, pc.cast(table[column], pa.int64()))
             values = n.to_pylist()
+            if self._layout.group == "image":  # a row per max_turns texts of an image
+                step = self._layout.max_turns
+                values = [min(v, 1) if step is None else -(-v // step) for v in values]
         else:  # image-centric: one row per sample
             values = [1] * len(table)
         per_shard: dict[str, int] = {}
@@ -359,7 +404,7 @@ class SarlangBuilder(datasets.GeneratorBasedBuilder):
 
     def _reader(self) -> _ShardReader:
         c = self.config
-        return _ShardReader(c.name, c.cities, c.tiers, c.sources, c.chat_format, c.on_error,
+        return _ShardReader(c.name, c.cities, c.tiers, c.sources, self._layout, c.on_error,
                             _fs_options(self.storage_options, self._root), self.read_stats)
 
     def _node(self) -> tuple[int, int] | None:

@@ -7,9 +7,8 @@ from typing import Any
 import datasets
 
 from ...configs import Config, get_config
-from ...errors import unknown_name
 from ...format.codec import EXT as _PIXEL_EXT
-from ...stream.views import CHAT_FORMATS
+from ...stream.views import Layout, layout_for
 
 #: the path suffix of rows whose image is a pixel member (see sarlang_data.format.codec)
 PIXEL_SUFFIX = "." + _PIXEL_EXT
@@ -27,37 +26,41 @@ def _list(feature: Any, length: int = -1) -> Any:
 
 
 def features_for(config: Config | str, *, decode: bool = True,
-                 chat_format: str = "llamafactory") -> datasets.Features:
+                 layout: Layout | None = None) -> datasets.Features:
     """Return the ``datasets.Features`` of a config's rows.
 
     Args:
         config: a config or its name.
         decode: whether ``datasets.Image`` decodes images to PIL (False keeps
             ``{"bytes", "path"}``).
-        chat_format: layout of the ``chat`` config (``llamafactory`` or ``trl``).
+        layout: the row layout (:func:`sarlang_data.stream.views.layout_for`; None: the
+            config's default).
 
     Returns:
         The features, columns in the order of :func:`sarlang_data.stream.views.columns`.
 
     Raises:
-        ConfigError: an unknown config or chat format.
+        ConfigError: an unknown config.
 
     """
     cfg = config if isinstance(config, Config) else get_config(config)
+    lay = layout_for(cfg) if layout is None else layout
     string = datasets.Value("string")
     image = datasets.Image(decode=decode)
     # float64 like the records and the index, so streamed and prepared rows are equal
-    bbox = _list(datasets.Value("float64"), length=4)
-    common = {"image": image, "key": string, "city": string, "tier": string,
-              "gsd_m": datasets.Value("float64"), "source": string, "split": string}
-    if cfg.layout == "chat":
-        if chat_format not in CHAT_FORMATS:
-            raise unknown_name("chat format", chat_format, CHAT_FORMATS, "chat_format")
-        content: Any = string if chat_format == "llamafactory" else [
+    f64 = datasets.Value("float64")
+    bbox = _list(f64, length=4)
+    common = {"image": image, "key": string, "city": string, "tier": string, "gsd_m": f64,
+              "source": string, "split": string, "lat": f64, "lon": f64,
+              "width": datasets.Value("int32"), "height": datasets.Value("int32")}
+    if lay.chat:
+        content: Any = string if lay.chat_format == "llamafactory" else [
             {"type": string, "text": string}]
         del common["image"]
-        return datasets.Features({"messages": [{"role": string, "content": content}],
-                                  "images": [image], **common})
+        head = {"ids": [string]} if lay.group == "image" else {"id": string}
+        tail = {} if lay.group == "image" else {"kind": string, "task": string}
+        return datasets.Features({**head, "messages": [{"role": string, "content": content}],
+                                  "images": [image], **common, **tail})
     if cfg.unit == "image":
         return datasets.Features({
             **common,

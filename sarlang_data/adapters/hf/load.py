@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -11,16 +12,30 @@ from ...configs import DEFAULT_CONFIG, get_config
 from ...errors import ConfigError, unknown_name
 from .builder import DATASET_ALIAS, SarlangBuilder, resolve_root
 
+log = logging.getLogger(__name__)
+
 # --------------------------------------------------------------------------- load_dataset
 
 _PASSTHROUGH = ("download_mode", "verification_mode", "keep_in_memory", "num_proc", "token")
+#: keywords of ``datasets.load_dataset`` this function refuses, and why
+_REFUSED = {
+    "data_files": "a dataset root lists its shards in manifest.json; pass the root as path or "
+                  "data_dir=, and pick shards with cities=, tiers=, sources=",
+    "download_config": "pass its parts directly: token= for the Hub, storage_options= for "
+                       "any other filesystem",
+    "save_infos": "there is nothing to save: manifest.json holds every count",
+}
+#: keywords of ``datasets.load_dataset`` accepted with no effect, and why
+_IGNORED = {
+    "trust_remote_code": "no code from the dataset runs: the builder is this package's own",
+}
 
 
 def load_dataset(
     path: str = DATASET_ALIAS,
     name: str | None = DEFAULT_CONFIG,
-    *,
     split: str | None = None,
+    *,
     streaming: bool = False,
     data_dir: str | None = None,
     cities: str | Iterable[str] | None = None,
@@ -31,6 +46,11 @@ def load_dataset(
     storage_options: Mapping[str, Any] | None = None,
     equalize: bool | str = False,
     distributed: bool | tuple[int, int] | None = None,
+    chat_format: str | None = None,
+    chat_group: str | None = None,
+    max_turns: int | None = None,
+    revision: str | None = None,
+    features: Any = None,
     **kwargs: Any,
 ) -> Any:
     """Load a config of SARLANG-1M, with the calling conventions of ``datasets.load_dataset``.
@@ -50,7 +70,9 @@ def load_dataset(
             ``memory://``), or a Hub repo id ``"ORG/NAME"``.
         name: config name (see ``sarlang_data.configs.CONFIGS``); None means ``images``.
         split: ``"train"``, ``"test"`` (or any split expression ``datasets`` takes); None
-            returns every split in a dict.
+            returns every split in a dict. Unlike ``datasets.load_dataset``, whose third
+            positional argument is ``data_dir``, the third positional argument here is the
+            split (``load_dataset("sarlang-1m", "vqa", "train")``).
         streaming: return an ``IterableDataset`` that reads shards as it goes, instead of
             preparing an Arrow copy in the ``datasets`` cache (built once, then reused).
         data_dir: the dataset root, overriding ``path``.
@@ -69,9 +91,20 @@ def load_dataset(
             ``torch.distributed`` is initialised or ``RANK``/``WORLD_SIZE`` are set;
             ``False`` reads the whole selection on every rank; ``(rank, world_size)`` sets
             them explicitly.
-        **kwargs: ``cache_dir``, ``chat_format`` (``llamafactory`` or ``trl``), and the
-            ``datasets.load_dataset`` options ``download_mode``, ``verification_mode``,
-            ``keep_in_memory``, ``num_proc``, ``token``.
+        chat_format: chat rows of a text config: ``"trl"`` (``messages`` with typed content
+            parts + ``images``, what TRL's ``SFTTrainer`` takes) or ``"llamafactory"`` (string
+            content with ``<image>``); None: the config's default (``trl`` for ``chat``,
+            plain rows for the other text configs).
+        chat_group: ``"text"`` (one conversation per caption or QA pair with the paper's
+            prompts, the default) or ``"image"`` (one multi-turn conversation per image).
+        max_turns: with ``chat_group="image"``, the most turns in one row (an image with
+            more texts gives several rows).
+        revision: a Hub branch, tag or commit, for Hub roots (``ORG/NAME`` or ``hf://``).
+        features: ``datasets.Features`` to cast the rows to (as ``datasets`` does).
+        **kwargs: ``cache_dir``, and the ``datasets.load_dataset`` options
+            ``download_mode``, ``verification_mode``, ``keep_in_memory``, ``num_proc``,
+            ``token``; ``trust_remote_code`` is accepted and has no effect; ``data_files``,
+            ``download_config`` and ``save_infos`` are refused with the reason.
 
     Returns:
         ``datasets.IterableDataset`` / ``IterableDatasetDict`` when streaming, else
@@ -86,12 +119,17 @@ def load_dataset(
 
     """
     cache_dir = kwargs.pop("cache_dir", None)
-    chat_format = kwargs.pop("chat_format", "llamafactory")
     passthrough = {k: kwargs.pop(k) for k in _PASSTHROUGH if k in kwargs}
+    for key in [k for k in kwargs if k in _IGNORED]:
+        log.debug("load_dataset(%s=%r): ignored: %s", key, kwargs.pop(key), _IGNORED[key])
+    for key in kwargs:
+        if key in _REFUSED:
+            raise ConfigError(f"load_dataset({key}=...): not taken here: {_REFUSED[key]}")
     if kwargs:
         raise TypeError(
             f"load_dataset() got unexpected keyword arguments {sorted(kwargs)}; it takes "
-            f"cache_dir, chat_format and {', '.join(_PASSTHROUGH)} besides its named arguments"
+            f"cache_dir, {', '.join(_PASSTHROUGH)} and {', '.join(_IGNORED)} besides its named "
+            "arguments"
         )
     get_config(name)
     if not streaming and (equalize or distributed is not None):
@@ -100,7 +138,7 @@ def load_dataset(
             "rank and need streaming=True; a prepared Dataset takes a "
             "torch.utils.data.DistributedSampler (drop_last=True equalizes) instead"
         )
-    root = resolve_root(path, data_dir)
+    root = _with_revision(resolve_root(path, data_dir), revision)
     builder = SarlangBuilder(
         cache_dir=cache_dir,
         config_name=name or DEFAULT_CONFIG,
@@ -113,6 +151,8 @@ def load_dataset(
         decode=decode,
         on_error=on_error,
         chat_format=chat_format,
+        chat_group=chat_group,
+        max_turns=max_turns,
         equalize=equalize,
         distributed=distributed,
     )
@@ -121,14 +161,58 @@ def load_dataset(
         if "num_proc" in passthrough:
             raise TypeError("num_proc cannot be used with streaming=True; use a DataLoader "
                             "with num_workers instead")
-        return builder.as_streaming_dataset(split=split)
+        return _cast(builder.as_streaming_dataset(split=split), features)
     keep_in_memory = passthrough.pop("keep_in_memory", None)
     builder.download_and_prepare(**passthrough)
-    return builder.as_dataset(split=split, in_memory=bool(keep_in_memory))
+    return _cast(builder.as_dataset(split=split, in_memory=bool(keep_in_memory)), features)
+
+
+def _cast(ds: Any, features: Any) -> Any:
+    """Cast a dataset (or a dict of them) to ``features``, as ``datasets`` does when asked."""
+    if features is None:
+        return ds
+    import datasets
+
+    features = datasets.Features(features)
+    parts = ds.values() if isinstance(ds, dict) else [ds]
+    if all(p.features == features for p in parts):
+        return ds
+    try:
+        return ds.cast(features)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ConfigError(
+            f"features={features}: the rows cannot be cast to them ({e}); pass features with "
+            "the same columns (sarlang_data.hf.features_for(config) gives the rows' own)"
+        ) from None
+
+
+def _with_revision(root: str, revision: str | None) -> str:
+    """Pin a Hub root to ``revision`` (``hf://datasets/ORG/NAME@REV``)."""
+    if revision is None:
+        return root
+    from urllib.parse import quote
+
+    if not root.startswith("hf://"):
+        raise ConfigError(
+            f"revision={revision!r}: revisions are of Hub repos, and root {root!r} is not on "
+            "the Hub; pass a Hub repo id (ORG/NAME or hf://datasets/ORG/NAME), or leave "
+            "revision out")
+    head, _, tail = root[len("hf://"):].partition("/")
+    repo = "/".join(tail.split("/")[:2])
+    if "@" in repo:
+        raise ConfigError(
+            f"revision={revision!r}: root {root!r} already names a revision; pass one of them")
+    rest = tail[len(repo):]
+    return f"hf://{head}/{repo}@{quote(str(revision), safe='')}{rest}"
 
 
 def _check_split(builder: SarlangBuilder, split: Any) -> None:
     """Turn a plain split name the selection does not hold into a ConfigError."""
+    if isinstance(split, str) and ("/" in split or "\\" in split):
+        raise ConfigError(
+            f"split={split!r}: not a split but a path; the third positional argument of "
+            "sarlang_data.load_dataset is the split (datasets' is data_dir): pass the root as "
+            "path or data_dir=")
     if split is None or not isinstance(split, str) or not re.fullmatch(r"\w+", split):
         return  # split expressions ("train+test", "train[:10%]") are checked by datasets
     available = list(builder.shard_urls())

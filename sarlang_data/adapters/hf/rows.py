@@ -10,7 +10,7 @@ import datasets
 
 from ...configs import get_config
 from ...stream.reader import ReadStats, iter_samples
-from ...stream.views import rows, sample_filter
+from ...stream.views import Layout, row_count, rows, sample_filter
 
 
 @dataclass
@@ -22,7 +22,7 @@ class _ShardReader:
         cities: city filter (None keeps all).
         tiers: tier filter.
         sources: source filter.
-        chat_format: layout of ``chat`` rows.
+        layout: the shape of the rows (plain or chat rows).
         on_error: ``raise`` or ``skip``.
         storage_options: fsspec options for the root.
         stats: read counters (each process updates its own copy).
@@ -33,7 +33,7 @@ class _ShardReader:
     cities: tuple[str, ...] | None
     tiers: tuple[str, ...] | None
     sources: tuple[str, ...] | None
-    chat_format: str
+    layout: Layout
     on_error: str
     storage_options: dict[str, Any]
     stats: ReadStats
@@ -74,7 +74,7 @@ class _ShardReader:
         """Yield ``(k, rows, sample key)`` per sample with rows ``k >= start`` (none empty)."""
         cfg = get_config(self.config)
         keep = sample_filter(cities=self.cities, tiers=self.tiers, sources=self.sources)
-        chat_format = self.chat_format
+        layout = self.layout
         k = 0
         for sample in iter_samples(url, on_error=self.on_error,
                                    storage_options=self.storage_options, stats=self.stats,
@@ -83,14 +83,14 @@ class _ShardReader:
             if keep is not None and not keep(record):
                 continue
             if k < start:
-                n = cfg.rows_in(record)
+                n = row_count(cfg, record, layout)
                 if k + n <= start:
                     k += n
                     continue
-                made = rows(cfg, sample, chat_format=chat_format)[start - k:]
+                made = rows(cfg, sample, layout=layout)[start - k:]
                 k = start
             else:
-                made = rows(cfg, sample, chat_format=chat_format)
+                made = rows(cfg, sample, layout=layout)
             if made:
                 yield k, made, sample["__key__"]
                 k += len(made)
