@@ -27,6 +27,7 @@ from sarlang_data.format import pictures
 from sarlang_data.format.manifest import read_manifest
 from sarlang_data.format.stats import stats
 from sarlang_data.ingest.build import BuildOptions, build
+from sarlang_data.schema import text_id
 from sarlang_data.stream.lookup import sample_by_key
 from sarlang_data.viz import CHARTS, stats_figures
 from sarlang_data.viz.figures import PALETTE, position_cell
@@ -176,10 +177,12 @@ def test_plot_takes_a_row_of_every_config(tiny_root, decode):
         elif "caption" in row:
             assert row["caption"][:40] in text
             want = []
-        elif "messages" in row:
-            want = sorted({tuple(q["bbox_xywh"]) for q in sample_by_key(
-                tiny_root, row["key"])["json"]["qa"] if q["bbox_xywh"]})
-            assert row["messages"][-1]["content"][:30] in text
+        elif "messages" in row:  # one text per chat row: its own box, if any
+            rec = sample_by_key(tiny_root, row["key"])["json"]
+            (t,) = [x for x in [*rec["captions"], *rec["qa"]]
+                    if text_id(row["key"], x) == row["id"]]
+            want = [tuple(t["bbox_xywh"])] if t.get("bbox_xywh") else []
+            assert row["messages"][-1]["content"][0]["text"][:30] in text
         else:
             want = sorted({tuple(q["bbox"]) for q in row["qa"] if q["bbox"]})
             for c in row["captions"]:

@@ -35,7 +35,7 @@ from ..format.access import is_compressed
 from ..format.manifest import read_index, read_manifest, select_samples
 from ..remote import redact
 from ..stream.lookup import samples_at
-from ..stream.views import columns, rows
+from ..stream.views import Layout, columns, layout_for, row_count, rows
 from .hf.builder import resolve_root
 from .torch import image_tensor
 
@@ -43,17 +43,12 @@ _INDEX_COLUMNS = ("key", "shard", "offset", "size", "split", "tier", "city", "so
                   *(f"n_{k}" for k in schema.CAPTION_KINDS), *(f"n_{t}" for t in schema.TASKS))
 
 
-def _rows_of(cfg, r: Mapping[str, Any]) -> int:
-    """Rows a config makes of a sample, from the index's counts (= ``Config.rows_in``)."""
-    if cfg.tier is not None and r["tier"] != cfg.tier:
-        return 0
-    if cfg.unit == "image":
-        return 1
-    if cfg.unit == "caption":
-        kinds = schema.CAPTION_KINDS if cfg.kind is None else (cfg.kind,)
-        return sum(r[f"n_{k}"] for k in kinds)
-    tasks = schema.TASKS if cfg.task is None else (cfg.task,)
-    return sum(r[f"n_{t}"] for t in tasks)
+def _rows_of(cfg, r: Mapping[str, Any], layout: Layout) -> int:
+    """Rows a config makes of a sample, from the index's counts (= ``views.row_count``)."""
+    light = {"tier": r["tier"],
+             "captions": [{"kind": k} for k in schema.CAPTION_KINDS for _ in range(r[f"n_{k}"])],
+             "qa": [{"task": t} for t in schema.TASKS for _ in range(r[f"n_{t}"])]}
+    return row_count(cfg, light, layout)
 
 
 class SARLANG1M(Dataset):
@@ -69,7 +64,8 @@ class SARLANG1M(Dataset):
         tiers: keep these resolution tiers.
         sources: keep these sources.
         storage_options: fsspec options for a remote root (credentials, headers, endpoint).
-        chat_format: layout of the ``chat`` config's messages (``llamafactory`` or ``trl``).
+        chat_format: chat rows of a text config (``trl`` or ``llamafactory``; None: the
+            config's default, ``trl`` for ``chat``), as in :func:`sarlang_data.load_dataset`.
         cache_samples: samples kept in memory, so the rows of one sample cost one read.
 
     Raises:
@@ -85,8 +81,9 @@ class SARLANG1M(Dataset):
                  tiers: str | Iterable[str] | None = None,
                  sources: str | Iterable[str] | None = None,
                  storage_options: Mapping[str, Any] | None = None,
-                 chat_format: str = "llamafactory", cache_samples: int = 8) -> None:
+                 chat_format: str | None = None, cache_samples: int = 8) -> None:
         self.config = get_config(config)
+        self.layout = layout_for(self.config, chat_format)
         if split not in schema.SPLITS:
             raise unknown_name("split", str(split), schema.SPLITS, "split")
         self.root = resolve_root(str(root))
@@ -104,7 +101,7 @@ class SARLANG1M(Dataset):
         self._starts: list[int] = []
         total = 0
         for r in picked:
-            n = _rows_of(self.config, r)
+            n = _rows_of(self.config, r, self.layout)
             if n:
                 self._rows.append({k: r[k] for k in ("key", "shard", "offset", "size")})
                 self._starts.append(total)
@@ -138,7 +135,7 @@ class SARLANG1M(Dataset):
             raise IndexError(f"index {index} is out of range for {self._len} rows")
         j = bisect.bisect_right(self._starts, i) - 1
         sample = self._sample(j)
-        row = rows(self.config, sample, chat_format=self.chat_format)[i - self._starts[j]]
+        row = rows(self.config, sample, layout=self.layout)[i - self._starts[j]]
         item = self._item(row, sample)
         return self.transforms(item) if self.transforms is not None else item
 
@@ -204,7 +201,7 @@ class SARLANG1M(Dataset):
     @property
     def columns(self) -> tuple[str, ...]:
         """The row columns of the config (items add ``width`` and ``height``)."""
-        return columns(self.config)
+        return columns(self.config, self.layout)
 
 
 def _untensored(item: Mapping[str, Any]) -> dict[str, Any]:

@@ -112,16 +112,21 @@ def _qa(q: Mapping[str, Any]) -> dict[str, Any]:
             "bbox": [float(v) for v in bbox] if bbox is not None and len(bbox) == 4 else None}
 
 
-def _chat_texts(messages: list[Mapping[str, Any]]) -> tuple[list, list]:
-    """(captions, qa) of a chat row's turns: caption prompts become captions.
+def _chat_texts(messages: list[Mapping[str, Any]], kind: str | None = None,
+                task: str | None = None) -> tuple[list, list]:
+    """(captions, qa) of a chat row's turns: the paper's caption prompt makes a caption.
 
-    A chat row carries no task labels, so each question's task is inferred from its wording
-    (as the build does for an unlabelled release), which finds boxes and positioning answers.
+    A one-text chat row names its caption ``kind`` or QA ``task``; an image-grouped row does
+    not, so each question's task is inferred from its wording (as the build does for an
+    unlabelled release), which finds boxes and positioning answers.
     """
-    from ..ingest.infer import infer_task, parse_bbox
-    from ..stream.views import CAPTION_PROMPTS, IMAGE_PLACEHOLDER
+    import re
 
-    kinds = {v: k for k, v in CAPTION_PROMPTS.items()}
+    from ..ingest.infer import infer_task, parse_bbox
+    from ..stream.views import CAPTION_PROMPT, IMAGE_PLACEHOLDER, VQA_PROMPT
+
+    head, _, tail = VQA_PROMPT.partition("{question}")
+    wrapped = re.compile("^" + re.escape(head) + "(.*)" + re.escape(tail) + "$", re.S)
 
     def text(content: Any) -> str:
         if isinstance(content, list):
@@ -131,14 +136,16 @@ def _chat_texts(messages: list[Mapping[str, Any]]) -> tuple[list, list]:
     captions, qa = [], []
     for user, reply in zip(messages[::2], messages[1::2], strict=False):
         question, answer = text(user["content"]), text(reply["content"])
-        if question in kinds:
-            captions.append((kinds[question], answer))
-        else:
-            bbox = parse_bbox(question)
-            task, qtype = infer_task(question, answer)
-            qa.append({"task": BOX_TASK if bbox else task, "question_type": qtype,
-                       "question": question, "answer": answer,
-                       "bbox": list(bbox) if bbox else None})
+        if question == CAPTION_PROMPT:
+            captions.append((kind or "caption", answer))
+            continue
+        m = wrapped.match(question)
+        question = m.group(1) if m else question
+        bbox = parse_bbox(question)
+        guess, qtype = infer_task(question, answer)
+        qa.append({"task": task or (BOX_TASK if bbox else guess), "question_type": qtype,
+                   "question": question, "answer": answer,
+                   "bbox": list(bbox) if bbox else None})
     return captions, qa
 
 
@@ -169,7 +176,8 @@ def normalise(item: Mapping[str, Any], image: Any = None) -> dict[str, Any]:
         meta = {k: item.get(k) for k in ("key", "source", "city", "tier", "gsd_m", "split")}
         captions, qa = [], []
         if "messages" in item:
-            captions, qa = _chat_texts(list(item["messages"]))
+            captions, qa = _chat_texts(list(item["messages"]), item.get("kind"),
+                                       item.get("task"))
         if "captions" in item:
             captions = [(c["kind"], c["text"]) for c in item["captions"]]
         if "caption" in item:
