@@ -128,7 +128,7 @@ def test_cli_predict_and_errors(tiny_llava, tmp_path, capsys):
     assert prompt_for({"question": "How many ships?"}) == (
         "Question: How many ships?. Answer the question concisely.")
     assert prompt_for({"caption": "x"}) == "Describe the content of this image in one sentence."
-    with pytest.raises(ConfigError, match="config='chat': its rows are image rows"):
+    with pytest.raises(ConfigError, match="config='chat': its rows are chat conversations"):
         predict(tiny_llava, config="chat", data=ROOT, out=out)
     with pytest.raises(ConfigError, match="threads=0: need at least 1"):
         predict(tiny_llava, data=ROOT, out=out, threads=0)

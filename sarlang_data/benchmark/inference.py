@@ -54,7 +54,9 @@ def text_config(config: Config | str) -> Config:
     cfg = config if isinstance(config, Config) else get_config(config)
     if cfg.unit not in ("caption", "qa") or cfg.layout != "rows":
         raise ConfigError(
-            f"config={cfg.name!r}: its rows are {cfg.unit} rows, not single texts; predict "
+            f"config={cfg.name!r}: its rows are "
+            f"{'chat conversations' if cfg.layout == 'chat' else cfg.unit + ' rows'}, not "
+            "single texts; predict "
             "takes a caption or VQA config: vqa, a task (object_identification, ...), "
             "captions, captions_concise or captions_detailed")
     return cfg
