@@ -35,7 +35,7 @@ READ_SIZE = 1 << 20
 
 def open_url(url: str, storage_options: Mapping[str, Any] | None = None, *,
              size: int | None = None, retries: int | None = None,
-             stats: Any = None) -> BinaryIO:
+             stats: Any = None, offset: int = 0) -> BinaryIO:
     """Open a shard for sequential reading through fsspec, without read-ahead.
 
     ``block_size=0`` turns off fsspec's block caches: HTTP(S) and ``hf://`` then stream one
@@ -52,22 +52,32 @@ def open_url(url: str, storage_options: Mapping[str, Any] | None = None, *,
             :data:`RETRIES`); 0 turns resuming off.
         stats: a :class:`~sarlang_data.stream.reader.ReadStats` to update (``bytes_read``,
             ``resumed``).
+        offset: start reading at this byte (a seek, or an HTTP Range from there; a server
+            that ignores Range has the bytes before it dropped).
 
     Returns:
-        A binary file object; the caller closes it.
+        A binary file object positioned at ``offset``; the caller closes it.
 
     """
     if "::" not in url and ("://" not in url or url.startswith("file://")):
         # a local file: skip fsspec's URL parsing, which costs more than reading a small shard
         path = url[len("file://"):] if url.startswith("file://") else url
-        return open(path, "rb", buffering=0)
+        return _local(path, offset)
     fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
     if isinstance(fs, LocalFileSystem):
         # the OS file without Python-level wrappers: our BufferedReader asks it for 1 MiB
         # at a time, and a wrapper's per-call overhead would cost more than the parsing
-        return open(path, "rb", buffering=0)
+        return _local(path, offset)
     return ResumableStream(url, fs, path, size=size,
-                           retries=RETRIES if retries is None else retries, stats=stats)
+                           retries=RETRIES if retries is None else retries, stats=stats,
+                           offset=offset)
+
+
+def _local(path: str, offset: int) -> BinaryIO:
+    f = open(path, "rb", buffering=0)
+    if offset:
+        f.seek(offset)
+    return f
 
 
 #: times a remote shard read is resumed after a dropped connection before it fails
@@ -183,7 +193,7 @@ class ResumableStream(io.RawIOBase):
     """
 
     def __init__(self, url: str, fs: Any, path: str, *, size: int | None = None,
-                 retries: int = RETRIES, stats: Any = None) -> None:
+                 retries: int = RETRIES, stats: Any = None, offset: int = 0) -> None:
         super().__init__()
         self.url = url
         self._fs = fs
@@ -193,10 +203,10 @@ class ResumableStream(io.RawIOBase):
         self._stats = stats
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
         self._kind = {"http": "http", "https": "http", "hf": "hf"}.get(protocol, "other")
-        self._pos = 0
+        self._pos = offset
         self._fails = 0
         self._failed_at = -1
-        self._f: Any = self._open_fresh()
+        self._f: Any = self._open_at(offset)
 
     def readable(self) -> bool:
         """Return True: the stream is readable."""

@@ -79,5 +79,9 @@ if ! .venv-llamafactory/bin/pip show -q llamafactory >/dev/null 2>&1; then
   .venv-llamafactory/bin/pip install -q 'llamafactory==0.9.5' torch==2.13.0
 fi
 .venv-llamafactory/bin/pip uninstall -y -q torchvision torchaudio >/dev/null 2>&1 || true
+# The loading-script route (datasets 3.x, which LLaMA-Factory allows) for the 2-process
+# LLaMA-Factory training test, with this package (its own pins hold there) and its readers.
+.venv-llamafactory/bin/pip install -q 'datasets==3.6.0' zstandard orjson
+.venv-llamafactory/bin/pip install -q --no-deps -e .
 echo "setup done: .venv (project + test extras), .venv-ds3 (datasets 3.6), .venv-olah (olah)," \
   ".venv-lmms (lmms-eval 0.7.3), .venv-llamafactory (LLaMA-Factory 0.9.5)"

@@ -297,18 +297,28 @@ def test_n_shards_and_dataloader_workers_read_every_row_once(tiny_root, index, t
     assert got == exp and sum(got.values()) == len(_expected("vqa", index)["train"])
 
 
-def test_split_dataset_by_node_gives_disjoint_shards(tiny_root, index, tmp_path):
+@pytest.mark.parametrize("world", [2, 3])
+def test_split_dataset_by_node_and_shard_split_rows_exactly(world, tiny_root, index, tmp_path):
     from datasets.distributed import split_dataset_by_node
 
     ds = _load(tiny_root, "captions", tmp_path, streaming=True, split="train", decode=False)
-    # "shards": datasets' "auto" splits rows instead when world_size does not divide n_shards
-    # (shards without captions are not read at all, so their number is odd here)
-    parts = [list(split_dataset_by_node(ds, rank=r, world_size=2, strategy="shards"))
-             for r in range(2)]
-    keys = [{r["key"] for r in p} for p in parts]
-    assert keys[0] and keys[1] and not keys[0] & keys[1]
-    assert sorted(_as_tuples("captions", parts[0] + parts[1])) == sorted(
-        _expected("captions", index)["train"])
+    want = sorted(_expected("captions", index)["train"])
+    assert ds.n_shards % 2 == 1  # odd: datasets' "auto" keeps every 2nd row itself then
+    assert ds.reshard().n_shards == len(want)  # reshard(): every row can be a reader's start
+    ways = {
+        "shard": lambda r: ds.shard(world, r),
+        "shards": lambda r: split_dataset_by_node(ds, rank=r, world_size=world,
+                                                  strategy="shards"),
+        "auto": lambda r: split_dataset_by_node(ds, rank=r, world_size=world),
+        "resharded": lambda r: split_dataset_by_node(ds.reshard(), rank=r, world_size=world),
+    }
+    for name, make in ways.items():
+        parts = [list(make(r)) for r in range(world)]
+        assert sorted(_as_tuples("captions", [x for p in parts for x in p])) == want, name
+        assert max(map(len, parts)) - min(map(len, parts)) <= 1, name
+    # our row ranges are contiguous in stream order: rank 0 has the first rows
+    first = list(ds.shard(world, 0))
+    assert _as_tuples("captions", first) == _as_tuples("captions", list(ds))[:len(first)]
 
 
 def test_memory_url_root(tiny_root, tmp_path):

@@ -483,3 +483,24 @@ def test_an_unreachable_http_root_is_not_called_missing(http_server, tmp_path):
     # a server that answers 404 still means: no root there
     with pytest.raises(ManifestError, match="no manifest.json"):
         read_manifest(http_server.url + "nothing-here")
+
+
+@pytest.mark.parametrize("roots", ["http", "s3", "hf"], indirect=True)
+def test_row_ranges_start_inside_remote_shards(roots, local_rows, tmp_path):
+    # 3 ranks then 2 readers each: most readers start inside a shard, opened at their
+    # sample's byte offset (HTTP Range, an S3 ranged read; olah ignores Range, so the bytes
+    # before it are read and dropped)
+    url, options = roots
+    parts, inside = [], 0
+    for rank in range(3):
+        ds = hf.load_dataset(url, "vqa", split="train", streaming=True, decode=False,
+                             storage_options=options, distributed=(rank, 3),
+                             cache_dir=str(tmp_path / "c"))
+        inner = ds._ex_iterable.ex_iterable
+        for w in range(2):
+            reader = inner.split_rows(2, w)
+            inside += reader.plan()[0].segments[0][1] > 0  # its first row is not a shard's
+            parts.append(_rows(row for _, row in reader))
+    assert inside >= 3
+    assert sorted(x for p in parts for x in p) == sorted(local_rows["train"])
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1

@@ -51,10 +51,10 @@ def _expected(name, index, split, keep=lambda r: True):
 
 
 def _fake_read(counts):
-    """A read(shard, start) over synthetic shards: row k of shard s is (s, k)."""
+    """A read(shard, start, end) over synthetic shards: row k of shard s is (s, k)."""
 
-    def read(s, start):
-        for k in range(start, counts[s]):
+    def read(s, start, end):
+        for k in range(start, min(end, counts[s])):
             yield k, (s, k), {"id": (s, k)}
 
     return read
@@ -79,16 +79,40 @@ def test_balanced_bins_are_a_partition_and_even():
         assert all(b == sorted(b) for b in bins)
 
 
-def test_balance_beats_counting_shards(tiny_root):
-    # what datasets does by shard count alone: every n-th shard
-    counts = [s["configs"]["vqa"] for s in read_manifest(tiny_root)["shards"]
-              if s["split"] == "train"]
-    for n in (2, 3, 4):
-        by_count = [sum(counts[i::n]) for i in range(n)]
-        ours = [partition.split(partition.whole(counts), counts, n, i).rows for i in range(n)]
-        assert sum(ours) == sum(counts)
-        assert max(ours) - min(ours) <= min(max(by_count) - min(by_count), max(counts))
-        assert max(ours) < max(by_count)
+def _rows_of(part):
+    return [(shard, k) for shard, first, end in part.segments for k in range(first, end)]
+
+
+def test_split_cuts_the_row_stream_into_ranges_within_one_row():
+    rng = random.Random(5)
+    for _ in range(300):
+        counts = [rng.choice([0, 1, 3, 50, 200]) + rng.randrange(40)
+                  for _ in range(rng.randrange(1, 30))]
+        order = rng.sample(range(len(counts)), len(counts))
+        whole = partition.whole(counts, order)
+        n = rng.randrange(1, 9)
+        parts = [partition.split(whole, n, i) for i in range(n)]
+        sizes = [p.rows for p in parts]
+        assert max(sizes) - min(sizes) <= 1 and sum(sizes) == whole.rows == sum(counts)
+        assert sizes == sorted(sizes, reverse=True)  # the first rows % n readers get one more
+        # contiguous ranges of the reading order, one after another: together the whole
+        assert [r for p in parts for r in _rows_of(p)] == _rows_of(whole)
+        for p in parts:
+            assert all(0 <= first < end <= counts[s] for s, first, end in p.segments)
+            assert len(set(p.shards)) == len(p.shards)
+        assert parts == [partition.split(whole, n, i) for i in range(n)]  # deterministic
+
+
+def test_a_range_may_start_and_end_inside_a_shard():
+    whole = partition.whole([5, 7, 2])
+    assert whole.segments == ((0, 0, 5), (1, 0, 7), (2, 0, 2))
+    parts = [partition.split(whole, 4, i) for i in range(4)]
+    assert [p.segments for p in parts] == [((0, 0, 4),), ((0, 4, 5), (1, 0, 3)),
+                                           ((1, 3, 6),), ((1, 6, 7), (2, 0, 2))]
+    assert [p.rows for p in parts] == [4, 4, 3, 3]
+    assert partition.whole([0, 3, 0]).shards == (1,)  # shards without rows are not read at all
+    # more readers than rows: the last ones get nothing, the others one row each
+    assert [partition.split(partition.whole([2]), 3, i).rows for i in range(3)] == [1, 1, 0]
 
 
 def test_nested_splits_read_every_row_exactly_once():
@@ -102,23 +126,13 @@ def test_nested_splits_read_every_row_exactly_once():
         for rank in range(world):
             node, _ = partition.node_part(counts, order, (rank, world))
             for w in range(workers):
-                part = partition.split(node, counts, workers, w)
+                part = partition.split(node, workers, w)
                 got = [key for _, key, _ in shuffle.iter_part(part, _fake_read(counts),
-                                                         shuffle.fresh_state(part))]
+                                                              shuffle.fresh_state(part))]
                 assert len(got) == part.rows
                 seen.update(got)
         assert seen == collections.Counter((s, k) for s, c in enumerate(counts)
                                            for k in range(c))
-
-
-def test_fallback_only_when_shards_are_fewer_than_readers():
-    counts = [5, 7, 2]
-    whole = partition.whole(counts)
-    assert not partition.split(whole, counts, 3, 1).fallback
-    parts = [partition.split(whole, counts, 4, i) for i in range(4)]
-    assert all(p.fallback and p.shards == (0, 1, 2) for p in parts)
-    assert [p.rows for p in parts] == [4, 4, 3, 3]
-    assert partition.whole([0, 3, 0]).shards == (1,)  # shards without rows are not read at all
 
 
 @pytest.mark.parametrize("mode", ["auto", "drop", "repeat"])
@@ -131,6 +145,7 @@ def test_equalize_gives_every_rank_the_same_rows(mode):
             continue
         plain = [partition.node_part(counts, None, (r, world))[0].rows for r in range(world)]
         lo, hi = min(plain), max(plain)
+        assert hi - lo <= 1  # row-level ranges: equalize changes fewer rows than ranks
         parts, eqs = zip(*(partition.node_part(counts, None, (r, world), mode)
                            for r in range(world)), strict=True)
         target = parts[0].target
@@ -138,13 +153,14 @@ def test_equalize_gives_every_rank_the_same_rows(mode):
             lo if sum(plain) - world * lo <= world * hi - sum(plain) else hi)
         assert target == expected
         assert eqs[0].dropped == sum(plain) - world * lo if target == lo else eqs[0].dropped == 0
+        assert eqs[0].dropped + eqs[0].repeated < world
         for r in range(world):
             workers = rng.randrange(1, 4)
             total = []
             for w in range(workers):
-                part = partition.split(parts[r], counts, workers, w)
+                part = partition.split(parts[r], workers, w)
                 total += [k for _, k, _ in shuffle.iter_part(part, _fake_read(counts),
-                                                        shuffle.fresh_state(part))]
+                                                             shuffle.fresh_state(part))]
             assert len(total) == target
             own = collections.Counter(k for _, k, _ in shuffle.iter_part(
                 partition.node_part(counts, None, (r, world))[0], _fake_read(counts),
@@ -231,20 +247,37 @@ def test_workers_read_balanced_shares(tiny_root, tmp_path):
         assert max(rows) - min(rows) < max(by_count) - min(by_count)
 
 
-def test_fewer_shards_than_workers_split_rows_with_a_warning(tiny_root, index, tmp_path,
-                                                              caplog):
+def test_fewer_shards_than_workers_split_rows_and_seek_to_their_sample(
+        tiny_root, index, tmp_path, monkeypatch):
+    from sarlang_data.stream import reader
+
     ds = _load(tiny_root, "vqa", tmp_path, split="train", cities=["rotterdam"])
     assert ds.n_shards == 1
     expected = _expected("vqa", index, "train", keep=lambda r: r["city"] == "rotterdam")
     loader = DataLoader(ds, batch_size=None, num_workers=4)
     assert collections.Counter(_ident(r) for r in loader) == expected
     inner = ds._ex_iterable.ex_iterable
-    with caplog.at_level(logging.WARNING, logger="sarlang_data.adapters.hf"):
-        parts = [list(inner.split_rows(3, i)) for i in range(3)]
+    opened = []
+    real = reader.open_url
+    monkeypatch.setattr(reader, "open_url", lambda url, *a, **k: opened.append(
+        k.get("offset", 0)) or real(url, *a, **k))
+    parts = [list(inner.split_rows(3, i)) for i in range(3)]
     assert sum(len(p) for p in parts) == expected.total()
     assert max(len(p) for p in parts) - min(len(p) for p in parts) <= 1
-    [warning] = [r.message for r in caplog.records if "keeps every 3-th row" in r.message]
-    assert "3 readers (DataLoader workers) for 1 shards" in warning
+    # readers 1 and 2 start inside the shard: at the byte offset index.parquet gives for
+    # the sample their first row is in, not at the shard's start
+    shard = inner.urls[inner.plan()[0].shards[0]]
+    rel = shard[len(str(tiny_root)) + 1:]
+    samples = [r for r in index if r["shard"] == rel]
+    rows_before, starts = 0, {}
+    for r in samples:
+        starts[r["offset"]] = (rows_before, rows_before + len(r["qa"]))
+        rows_before += len(r["qa"])
+    assert len(opened) == 3 and opened[0] == 0
+    firsts = [len(parts[0]), len(parts[0]) + len(parts[1])]
+    for offset, first in zip(opened[1:], firsts, strict=True):
+        lo, hi = starts[offset]  # the sample holding the reader's first row
+        assert offset > 0 and lo <= first < hi
 
 
 def test_n_shards_counts_only_shards_with_rows(tiny_root, tmp_path, monkeypatch):
@@ -309,8 +342,7 @@ def test_shuffled_ranks_agree_on_the_shard_order(tiny_root, tmp_path):
         parts.append([_ident(r) for r in s])
     everything = [_ident(r) for r in _load(tiny_root, "vqa", tmp_path, split="train")]
     assert collections.Counter(x for p in parts for x in p) == collections.Counter(everything)
-    keys = [{k for k, _ in p} for p in parts]
-    assert not (keys[0] & keys[1]) and not (keys[1] & keys[2]) and not (keys[0] & keys[2])
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
     ds = _load(tiny_root, "vqa", tmp_path, split="train", distributed=(0, world))
     with pytest.raises(ConfigError, match="every rank must shuffle alike"):
         ds.shuffle(buffer_size=8)
@@ -665,13 +697,15 @@ def test_derived_datasets_keep_the_balanced_split(num_workers, tiny_root, index,
 
 
 def test_fewer_shards_than_ranks_split_rows(tiny_root, index, tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="sarlang_data.adapters.hf"):
+    with caplog.at_level(logging.INFO, logger="sarlang_data"):
         parts = [_ids(_load(tiny_root, "vqa", tmp_path, split="train", cities=["rotterdam"],
                             distributed=(r, 2))) for r in range(2)]
     expected = _expected("vqa", index, "train", keep=lambda r: r["city"] == "rotterdam")
     assert collections.Counter(x for p in parts for x in p) == expected
     assert abs(len(parts[0]) - len(parts[1])) <= 1
-    assert any("every 2-th row of each" in r.message for r in caplog.records)
+    total = expected.total()
+    assert any(f"rank 1 of 2 reads {total // 2} of the {total} rows" in r.message
+               and "from 1 of the 1 shards" in r.message for r in caplog.records)
 
 
 def test_resume_through_datasets_own_state_after_map(tiny_root, tmp_path):
@@ -697,19 +731,19 @@ def test_resume_through_datasets_own_state_after_map(tiny_root, tmp_path):
 def _fake_samples(sizes):
     """read and read_samples over synthetic shards of samples with ``sizes[s]`` rows each."""
 
-    def read(s, start):
+    def read(s, start, end):
         k = 0
         for n in sizes[s]:
             for _ in range(n):
-                if k >= start:
+                if start <= k < end:
                     yield k, (s, k), {"id": (s, k)}
                 k += 1
 
-    def read_samples(s, start):
+    def read_samples(s, start, end):
         k = 0
         for n in sizes[s]:
-            made = [{"id": (s, i)} for i in range(k, k + n)]
-            if k + n > start and made:
+            made = [{"id": (s, i)} for i in range(k, min(k + n, end))]
+            if k + n > start and made and k < end:
                 yield max(k, start), made[max(0, start - k):]
             k += n
 
@@ -744,12 +778,13 @@ def test_plain_paths_keep_iter_parts_state_after_every_row_and_resume_exactly():
         counts = [sum(s) for s in sizes]
         order = list(range(len(counts)))
         rng.shuffle(order)
-        part = partition.whole(counts, order)
+        n = rng.randint(1, 3)  # a reader's range may start and end inside a sample
+        part = partition.split(partition.whole(counts, order), n, rng.randrange(n))
         read, read_samples = _fake_samples(sizes)
         state = shuffle.fresh_state(part)
         ref = [(row["id"], dict(state)) for _, _, row in shuffle.iter_part(part, read, state)]
         final = dict(state)
-        assert [i for i, _ in ref] == [(s, k) for s in part.shards for k in range(counts[s])]
+        assert [i for i, _ in ref] == _rows_of(part)
 
         for run in (_per_row, _chained):
             assert run(part, read, read_samples, shuffle.fresh_state(part)) == (ref, final)
@@ -778,3 +813,88 @@ def test_unshuffled_stream_state_after_every_row_matches_iter_part(tiny_root, tm
         if stop:
             again.load_state_dict({**ds.state_dict(), "rows": ref[stop - 1][1]})
         assert full[:stop] + _ids(again) == full
+
+
+# --------------------------------------------------------------------------- starting mid-shard
+
+
+def _parts(root, tmp_path, n=3, **kw):
+    ds = _load(root, "vqa", tmp_path, split="train", **kw)
+    inner = ds._ex_iterable.ex_iterable
+    return [[_ident(row) for _, row in inner.split_rows(n, i)] for i in range(n)]
+
+
+def test_archives_cannot_seek_so_readers_skip_to_their_row(synth_tiny, tiny_root, index,
+                                                           tmp_path):
+    from sarlang_data.ingest.build import BuildOptions, build
+
+    zroot = tmp_path / "zroot"
+    build(synth_tiny / "SARLANG_1M", zroot,
+          BuildOptions(gsd_table=synth_tiny / "gsd_table.csv", workers=1, compress="archive"),
+          progress=False)
+    assert all(s["path"].endswith(".tar.zst") for s in read_manifest(zroot)["shards"])
+    parts = _parts(zroot, tmp_path, cities=["rotterdam"])
+    assert parts == _parts(tiny_root, tmp_path, cities=["rotterdam"])
+    assert collections.Counter(x for p in parts for x in p) == _expected(
+        "vqa", index, "train", keep=lambda r: r["city"] == "rotterdam")
+
+
+def test_an_index_that_does_not_match_its_shards_is_an_error(copy_root, tmp_path):
+    import pyarrow.parquet as pq
+
+    from sarlang_data.errors import ManifestError
+
+    root = copy_root()
+    table = pq.read_table(root / "index.parquet")
+    rows = table.to_pylist()
+    by_shard = collections.defaultdict(list)
+    for i, r in enumerate(rows):
+        if r["split"] == "train" and r["qa"]:
+            by_shard[r["shard"]].append(i)
+    a, b = next(v for v in by_shard.values() if len(v) >= 2)[-2:]
+    # two samples of a shard swap their offsets: a reader starting in one of them would
+    # read the other's rows
+    rows[a]["offset"], rows[b]["offset"] = rows[b]["offset"], rows[a]["offset"]
+    pq.write_table(type(table).from_pylist(rows, schema=table.schema), root / "index.parquet")
+    total = sum(len(r["qa"]) for r in rows if r["split"] == "train")
+    with pytest.raises(ManifestError, match=r"index.parquet puts sample '[^']+' at byte \d+, "
+                       r"but sample '[^']+' is there; the index does not match the shards"):
+        _parts(root, tmp_path, n=total)  # every row starts a reader
+
+
+def test_rank_environment_splits_only_when_asked(tiny_root, index, tmp_path, monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    everything = _expected("vqa", index, "train")
+    assert collections.Counter(_ids(_load(tiny_root, "vqa", tmp_path, split="train"))) == (
+        everything)
+    assert collections.Counter(_ids(_load(tiny_root, "vqa", tmp_path, split="train",
+                                          distributed=False))) == everything
+    mine = _ids(_load(tiny_root, "vqa", tmp_path, split="train", distributed=True))
+    theirs = _ids(_load(tiny_root, "vqa", tmp_path, split="train", distributed=(0, 2)))
+    assert collections.Counter(mine + theirs) == everything
+    assert len(theirs) - len(mine) == everything.total() % 2
+    with pytest.raises(ConfigError, match=r"equalize=True with distributed=None: equalize "
+                       r"balances this package's own split by rank.*pass distributed=True too"):
+        _load(tiny_root, "vqa", tmp_path, split="train", equalize=True)
+
+
+@pytest.mark.parametrize(("name", "keep"), [
+    ("vqa", {"sources": ["dfc2023"]}), ("captions_concise", {}), ("object_positioning", {}),
+    ("vhr", {}), ("images", {"cities": ["rotterdam", "nice"]})])
+def test_row_ranges_count_rows_per_sample_as_the_reader_does(name, keep, tiny_root, index,
+                                                            tmp_path):
+    # seeks count each sample's rows from the index (filters, kinds, tasks, tiers applied):
+    # with a reader per row, every row is some reader's start, reached by a seek
+    def kept(r):
+        return all(r[{"sources": "source", "cities": "city"}[f]] in v for f, v in keep.items())
+
+    want = _expected(name, index, "train", keep=kept)
+    ds = _load(tiny_root, name, tmp_path, split="train", **keep)
+    inner = ds._ex_iterable.ex_iterable
+    parts = [[_ident(row) for _, row in inner.split_rows(want.total(), i)]
+             for i in range(want.total())]
+    assert [len(p) for p in parts] == [1] * want.total()
+    assert collections.Counter(x for p in parts for x in p) == want
+    # the same rows in the same order as one reader gives them
+    assert [p[0] for p in parts] == [_ident(r) for r in ds]

@@ -45,8 +45,9 @@ def test_pipeline_splits_ranks_and_shuffles_like_load_dataset(tiny_root, tmp_pat
              for rank in range(3)]
     every = [_ident(r) for r in pipeline(str(tiny_root), "vqa", decode=False)]
     assert collections.Counter(x for p in parts for x in p) == collections.Counter(every)
-    keys = [{k for k, _ in p} for p in parts]
-    assert not (keys[0] & keys[1] or keys[1] & keys[2] or keys[0] & keys[2])
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1  # row ranges: within one row
+    # the default pipeline is not split: every rank would read all of it
+    assert [_ident(r) for r in pipeline(str(tiny_root), "vqa", decode=False)] == every
     ds = hf.load_dataset(str(tiny_root), "vqa", split="train", streaming=True, decode=False,
                          distributed=(1, 3), cache_dir=str(tmp_path / "c")).shuffle(
                              seed=3, buffer_size=10)

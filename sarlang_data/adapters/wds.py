@@ -2,8 +2,8 @@
 
 :func:`pipeline` returns a :class:`SarlangPipeline` (a ``webdataset.DataPipeline``) whose
 source stage is the stream :func:`sarlang_data.load_dataset` makes: the same shards and
-filters, the same views (rows of the config), rank then DataLoader-worker splitting balanced
-by rows per shard (with the row-level fallback and ``equalize``), the same image decoding
+filters, the same views (rows of the config), rank (when asked) then DataLoader-worker
+splitting into row ranges that differ by at most one row (and ``equalize``), the same image decoding
 and the same seeded, exactly resumable shuffle. Any webdataset stages follow it::
 
     import webdataset as wds
@@ -103,8 +103,8 @@ def pipeline(
         max_turns: with ``chat_group="image"``, the most turns in one row.
         on_error: ``raise`` or ``skip`` corrupt samples.
         storage_options: fsspec options for the root.
-        distributed: as in :func:`sarlang_data.load_dataset` (None: from torch.distributed or
-            ``RANK``/``WORLD_SIZE``).
+        distributed: as in :func:`sarlang_data.load_dataset` (None: the whole split; True:
+            this rank's rows, from torch.distributed or ``RANK``/``WORLD_SIZE``).
         equalize: as in :func:`sarlang_data.load_dataset`.
         shuffle_seed: shuffle shards and rows through a buffer from this seed and the epoch
             (None: no shuffling).

@@ -9,17 +9,17 @@ the manifest's row counts, the seed and the epoch, so every rank computes the sa
 
 1. **Order.** The split's shards with at least one row for the config, in manifest order, or
    after ``shuffle(seed=...)`` in an order drawn from ``(seed, epoch)``.
-2. **Ranks first.** The shards are dealt to ``world_size`` ranks by row count (largest
-   first, each to the rank with the fewest rows so far, ties by the order of step 1), so ranks
-   get disjoint shards whose union is the selection and whose row counts differ by less than
-   one shard. With fewer shards than ranks, every rank reads every shard and keeps every
-   ``world_size``-th row.
-3. **Equalize** (optional). Every rank gets exactly the same number of rows: the rank counts
-   are known from the manifest, so each rank drops the rows above the smallest count or
-   repeats its own first rows up to the largest, whichever touches fewer rows.
-4. **Then DataLoader workers.** A rank's shards are dealt to its workers the same way. With
-   fewer shards than workers, each worker reads all of the rank's shards and keeps every
-   ``num_workers``-th row (logged as a warning): every row still comes exactly once.
+2. **Ranks first**, only when asked (``distributed=True`` or ``(rank, world_size)``, or
+   ``datasets``' ``split_dataset_by_node`` / ``.shard()``, which reach :func:`split`). The
+   rows of step 1, one shard after another, are cut into ``world_size`` contiguous ranges
+   whose sizes differ by at most one row; a range may start and end inside a shard, even
+   inside a sample's rows (the reader seeks to the sample through ``index.parquet``'s
+   byte offsets). Ranks get disjoint rows whose union is the selection.
+3. **Equalize** (optional, with ``distributed``). Every rank gets exactly the same number of
+   rows: each rank drops its row above the smallest count or repeats its first row up to
+   the largest, whichever touches fewer rows (fewer than ``world_size`` in all).
+4. **Then DataLoader workers.** A rank's range is cut among its workers the same way, so
+   every worker has rows even when there are fewer shards than workers.
 5. **Shuffle buffer.** Each worker shuffles its rows through a buffer of ``buffer_size``
    rows: the buffer fills, then each new row takes the place of a row drawn by a
    counter-based hash of ``(seed, epoch, rank, worker, n)``, which is emitted; at the end
@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -154,28 +154,35 @@ def balanced_bins(weights: Sequence[int], n_bins: int) -> list[list[int]]:
     return [sorted(b) for b in bins]
 
 
+#: ``(shard, first, end)``: rows ``first <= k < end`` of one shard of the split
+Segment = tuple[int, int, int]
+
+
 @dataclass(frozen=True)
 class Part:
     """The rows one reader (a rank, or a worker of a rank) reads.
 
     Attributes:
-        shards: indices into the split's shard list, in reading order.
-        rows: rows of one pass over the part (from the manifest's counts).
-        step: keep the ``r``-th row of the part's row stream when ``r % step == offset``
-            (``step`` > 1 when there were fewer shards than readers).
-        offset: see ``step``.
+        segments: ``(shard, first, end)`` in reading order: rows ``first <= k < end`` of
+            shard ``shard`` (an index into the split's shard list; ``k`` counts the config's
+            rows of the shard from 0). A shard appears at most once.
         target: with equalize: exactly this many rows are yielded, cutting the stream or
             repeating it from its start. None yields one pass.
-        fallback: True when this part was made by splitting rows instead of shards.
 
     """
 
-    shards: tuple[int, ...]
-    rows: int
-    step: int = 1
-    offset: int = 0
+    segments: tuple[Segment, ...]
     target: int | None = None
-    fallback: bool = False
+
+    @property
+    def rows(self) -> int:
+        """Rows of one pass over the part."""
+        return sum(end - first for _, first, end in self.segments)
+
+    @property
+    def shards(self) -> tuple[int, ...]:
+        """The shards the part reads from, in reading order."""
+        return tuple(s for s, _, _ in self.segments)
 
     @property
     def yields(self) -> int:
@@ -184,62 +191,71 @@ class Part:
 
     def fingerprint(self) -> str:
         """Return a short string identifying the part (checked when a state is loaded)."""
-        return hashlib.blake2b(repr((self.shards, self.step, self.offset, self.target))
-                               .encode(), digest_size=6).hexdigest()
+        return hashlib.blake2b(repr((self.segments, self.target)).encode(),
+                               digest_size=6).hexdigest()
 
 
 def whole(counts: Sequence[int], order: Sequence[int] | None = None) -> Part:
-    """Return the part of every shard with rows, in ``order`` (default: list order).
+    """Return the part of every row of every shard, shards in ``order`` (default: list order).
 
     Args:
         counts: rows per shard of the split, in manifest order.
         order: reading order of the shard indices (a permutation of ``range(len(counts))``).
 
     Returns:
-        The part.
+        The part (shards without rows left out).
 
     """
     order = range(len(counts)) if order is None else order
-    shards = tuple(i for i in order if counts[i] > 0)
-    return Part(shards, sum(counts[i] for i in shards))
+    return Part(tuple((i, 0, counts[i]) for i in order if counts[i] > 0))
 
 
-def split(part: Part, counts: Sequence[int], n: int, i: int) -> Part:
+def cut(part: Part, lo: int, hi: int) -> Part:
+    """Return rows ``lo <= r < hi`` of a part's row stream (one pass, in reading order)."""
+    out: list[Segment] = []
+    pos = 0
+    for shard, first, end in part.segments:
+        n = end - first
+        a, b = max(lo - pos, 0), min(hi - pos, n)
+        if a < b:
+            out.append((shard, first + a, first + b))
+        pos += n
+        if pos >= hi:
+            break
+    return Part(tuple(out))
+
+
+def sizes(rows: int, n: int) -> list[int]:
+    """Rows of each of ``n`` readers sharing ``rows``: the first ``rows % n`` get one more."""
+    return [rows // n + (1 if k < rows % n else 0) for k in range(n)]
+
+
+def split(part: Part, n: int, i: int) -> Part:
     """Return reader ``i``'s part when ``part`` is divided among ``n`` readers.
 
-    Whole shards, balanced by rows (:func:`balanced_bins`, ties by reading order), when the
-    part has at least ``n`` shards and was not itself split by rows; otherwise every ``n``-th
-    row (``fallback``). A ``target`` is divided in proportion to the readers' rows.
+    The part's row stream (its segments one after another) is cut into ``n`` contiguous
+    ranges whose sizes differ by at most one row (the first ``rows % n`` readers get the
+    larger ones), so a reader may start and end in the middle of a shard, even in the
+    middle of a sample's rows. A ``target`` is divided in proportion to the readers' rows.
 
     Args:
         part: the part to divide.
-        counts: rows per shard of the split.
         n: number of readers (>= 1).
         i: this reader (``0 <= i < n``).
 
     Returns:
         Reader ``i``'s part; the parts of ``i = 0..n-1`` are disjoint and together are
-        ``part``.
+        ``part``, in order.
 
     """
     if n == 1:
         return part
-    if part.step == 1 and len(part.shards) >= n:
-        weights = [counts[s] for s in part.shards]
-        bins = balanced_bins(weights, n)
-        parts = [Part(tuple(part.shards[j] for j in b), sum(weights[j] for j in b))
-                 for b in bins]
-    else:
-        total = sum(counts[s] for s in part.shards)
-        parts = []
-        for k in range(n):
-            step, offset = part.step * n, part.offset + part.step * k
-            parts.append(Part(part.shards, len(range(offset, total, step)), step, offset,
-                              fallback=True))
+    each = sizes(part.rows, n)
+    start = sum(each[:i])
+    piece = cut(part, start, start + each[i])
     if part.target is not None:
-        targets = apportion(part.target, [p.rows for p in parts])
-        parts = [replace(p, target=t) for p, t in zip(parts, targets, strict=True)]
-    return parts[i]
+        piece = replace(piece, target=apportion(part.target, each)[i])
+    return piece
 
 
 def apportion(target: int, rows: Sequence[int]) -> list[int]:
@@ -295,6 +311,9 @@ def node_part(counts: Sequence[int], order: Sequence[int] | None, node: tuple[in
               equalize: str | None = None) -> tuple[Part, Equalized | None]:
     """Return this rank's part of a split, and what equalize did.
 
+    Ranks get contiguous ranges of the split's rows (see :func:`split`): their row counts
+    differ by at most one, so equalize drops or repeats fewer rows than there are ranks.
+
     Args:
         counts: rows per shard of the split, in manifest order.
         order: reading order of the shards (None: manifest order).
@@ -312,25 +331,93 @@ def node_part(counts: Sequence[int], order: Sequence[int] | None, node: tuple[in
     if node is None or node[1] == 1:
         return base, None
     rank, world = node
-    parts = [split(base, counts, world, r) for r in range(world)]
+    part = split(base, world, rank)
     if equalize is None:
-        return parts[rank], None
-    rows = [p.rows for p in parts]
+        return part, None
+    rows = sizes(base.rows, world)
     lo, hi, total = min(rows), max(rows), sum(rows)
     drop, repeat = total - world * lo, world * hi - total
-    if equalize == "drop" or (equalize == "auto" and drop <= repeat):
-        target = lo
-    else:
-        target = hi
+    target = lo if equalize == "drop" or (equalize == "auto" and drop <= repeat) else hi
     if lo == 0:
-        empty = rows.index(0)
         raise ConfigError(
-            f"equalize={equalize!r}: rank {empty} of {world} has no rows ({total} rows in the "
-            "selection), so ranks cannot be made equal; use fewer ranks or a larger selection"
+            f"equalize={equalize!r}: rank {rows.index(0)} of {world} has no rows ({total} rows "
+            "in the selection), so ranks cannot be made equal; use fewer ranks or a larger "
+            "selection"
         )
     eq = Equalized(target, tuple(rows), total - world * target if target == lo else 0,
                    world * target - total if target != lo else 0)
-    return replace(parts[rank], target=target), eq
+    return replace(part, target=target), eq
+
+
+#: per process: (root, index hash, config, filters) -> sample starts per shard path
+_STARTS: dict[tuple, dict[str, tuple[list[int], list[int], list[str]]]] = {}
+
+
+def sample_starts(root: str, storage_options: Mapping[str, Any] | None, index_sha256: Any,
+                  config: str, cities: tuple[str, ...] | None = None,
+                  tiers: tuple[str, ...] | None = None, sources: tuple[str, ...] | None = None,
+                  *, count: Callable[[Mapping[str, Any]], int] | None = None,
+                  count_key: Any = None) -> dict[str, tuple[list[int], list[int], list[str]]]:
+    """Return, per shard path, where each sample with rows of a config starts.
+
+    From ``index.parquet`` (its key, shard, offset, filter and ``n_*`` count columns only),
+    read once per process and selection: for each shard, in tar order, the config's row
+    number of the sample's first row (``k``), the byte offset of its first header, and its
+    key. A sample's rows are counted by ``count`` (default :meth:`Config.rows_in`) on a
+    stand-in record with the sample's tier and as many captions and QA pairs of each kind and
+    task as the index counts, so the texts themselves are never read. Samples the filters
+    drop or that give no row are left out, as the reader skips them.
+
+    Args:
+        root: the dataset root.
+        storage_options: fsspec options for it.
+        index_sha256: the manifest's hash of the index (part of the cache key).
+        config: config name.
+        cities: city filter.
+        tiers: tier filter.
+        sources: source filter.
+        count: rows a sample record gives (the reader must count skipped samples alike).
+        count_key: what ``count`` depends on besides the config (part of the cache key).
+
+    Returns:
+        ``{shard path: (first rows, byte offsets, keys)}``.
+
+    """
+    cache_key = (root, index_sha256, config, cities, tiers, sources, count_key)
+    got = _STARTS.get(cache_key)
+    if got is not None:
+        return got
+    from ..configs import get_config
+    from ..format.manifest import read_index
+    from ..schema import CAPTION_KINDS, TASKS
+
+    cfg = get_config(config)
+    count = count or cfg.rows_in
+    kinds = {f"n_{k}": k for k in CAPTION_KINDS}
+    tasks = {f"n_{t}": t for t in TASKS}
+    table = read_index(root, ["key", "shard", "offset", "city", "tier", "source", *kinds,
+                              *tasks], storage_options).to_pydict()
+    kept: dict[str, tuple[list[int], list[int], list[str]]] = {}
+    done: dict[str, int] = {}
+    wanted = {"city": cities, "tier": tiers, "source": sources}
+    for i, shard in enumerate(table["shard"]):
+        if any(v is not None and table[c][i] not in v for c, v in wanted.items()):
+            continue
+        record = {"tier": table["tier"][i],
+                  "captions": [{"kind": k} for c, k in kinds.items() for _ in range(table[c][i])],
+                  "qa": [{"task": t} for c, t in tasks.items() for _ in range(table[c][i])]}
+        n = count(record)
+        if not n:
+            continue
+        firsts, offsets, keys = kept.setdefault(shard, ([], [], []))
+        firsts.append(done.get(shard, 0))
+        offsets.append(table["offset"][i])
+        keys.append(table["key"][i])
+        done[shard] = done.get(shard, 0) + n
+    if len(_STARTS) >= 4:
+        _STARTS.clear()
+    _STARTS[cache_key] = kept
+    return kept
 
 
 def worker_info() -> tuple[int, int] | None:

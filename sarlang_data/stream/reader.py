@@ -183,9 +183,9 @@ def _looks_like_header(block: bytes) -> bool:
 class _TarStream:
     """A tar stream parsed one member at a time; ``pos`` is the offset parsed up to."""
 
-    def __init__(self, stream: BinaryIO, on_bad_header) -> None:
+    def __init__(self, stream: BinaryIO, on_bad_header, pos: int = 0) -> None:
         self.stream = stream
-        self.pos = 0
+        self.pos = pos
         self.on_bad_header = on_bad_header
 
     def members(self) -> Iterator[tuple[str, int, bytes, bool]]:
@@ -335,8 +335,9 @@ def iter_samples(
     fileobj: BinaryIO | None = None,
     size: int | None = None,
     retries: int | None = None,
+    offset: int = 0,
 ) -> Iterator[dict[str, Any]]:
-    """Stream the samples of one shard.
+    """Stream the samples of one shard, from its start or from a sample's byte offset.
 
     Each sample is a dict: ``__key__``, ``__url__``, ``__offset__`` (byte offset of its first
     header in the tar stream), ``json`` (the decoded record), ``image`` (the image member's
@@ -357,6 +358,9 @@ def iter_samples(
         size: the shard's size in bytes when known (the manifest's ``bytes``); see
             :func:`open_url`.
         retries: resumes of a dropped remote connection (default :data:`RETRIES`).
+        offset: byte offset of a sample's first header (``index.parquet``'s ``offset``) to
+            start at; plain ``.tar`` shards only (a ``.tar.zst`` archive cannot be entered
+            in the middle: ValueError).
 
     Yields:
         Sample dicts, in tar order; ``__url__`` has credentials blanked (:func:`redact`).
@@ -369,9 +373,12 @@ def iter_samples(
 
     """
     check_on_error(on_error)
+    if offset and is_zstd_archive(url):
+        raise ValueError(f"iter_samples({url!r}, offset={offset}): a .tar.zst archive can only "
+                         "be read from its start; pass offset=0")
     stats = stats if stats is not None else ReadStats()
     raw = fileobj if fileobj is not None else open_url(
-        url, storage_options, size=size, retries=retries, stats=stats)
+        url, storage_options, size=size, retries=retries, stats=stats, offset=offset)
     stats.shards += 1
     try:
         source: Any = raw
@@ -385,13 +392,14 @@ def iter_samples(
         # local paths carry no credentials; redact's regexes cost more than a small shard's
         # parsing
         shown = redact(url) if "://" in url or "::" in url else url
-        yield from _samples(shown, stream, on_error == "skip", stats)
+        yield from _samples(shown, stream, on_error == "skip", stats, offset)
     finally:
         if fileobj is None:
             raw.close()
 
 
-def _samples(url: str, stream: BinaryIO, skip: bool, stats: ReadStats) -> Iterator[dict]:
+def _samples(url: str, stream: BinaryIO, skip: bool, stats: ReadStats, base: int = 0
+             ) -> Iterator[dict]:
     """Group the members of a tar stream into samples, applying the error policy."""
     damaged: list[int] = []  # offsets of damaged headers, as they are found
 
@@ -420,7 +428,7 @@ def _samples(url: str, stream: BinaryIO, skip: bool, stats: ReadStats) -> Iterat
         stats.samples += 1
         return sample
 
-    tar = _TarStream(stream, bad_header)
+    tar = _TarStream(stream, bad_header, base)
     key: str | None = None
     offset = 0
     parts: dict[str, bytes] = {}

@@ -23,14 +23,16 @@ from typing import Any
 from ..errors import ConfigError
 from .partition import Part
 
-#: version of the stream state layout
-STATE_VERSION = 1
+#: version of the stream state layout (2: parts of row ranges)
+STATE_VERSION = 2
 _M64 = (1 << 64) - 1
 
-#: ``read(shard, first_row) -> iterator of (row_in_shard, key, row)``: rows of one shard
-ReadShard = Callable[[int, int], Iterator[tuple[int, Any, dict]]]
-#: ``read_samples(shard, first_row) -> iterator of (row_in_shard, rows)``: a sample at a time
-ReadSamples = Callable[[int, int], Iterator[tuple[int, list]]]
+#: ``read(shard, first_row, end_row) -> iterator of (row_in_shard, key, row)``: rows
+#: ``first_row <= k < end_row`` of one shard
+ReadShard = Callable[[int, int, int], Iterator[tuple[int, Any, dict]]]
+#: ``read_samples(shard, first_row, end_row) -> iterator of (row_in_shard, rows)``: the same
+#: rows a sample at a time
+ReadSamples = Callable[[int, int, int], Iterator[tuple[int, list]]]
 
 
 # --------------------------------------------------------------------------- hashing
@@ -66,15 +68,15 @@ def fresh_state(part: Part) -> dict[str, Any]:
     """Return the state of a stream of ``part`` that has not started.
 
     Keys: ``version``, ``part`` (fingerprint), ``lap`` (passes completed, for repeats),
-    ``j`` (shard index within the part), ``k`` (next row of that shard), ``r`` (rows of the
-    pass read so far, for row splitting), ``p`` (rows the part yielded), ``buffer`` (the
-    ``[j, k]`` of each buffered row, in slot order), ``n`` (shuffle draws made), ``drain``
-    (whether the source is exhausted and the buffer is being emptied).
+    ``j`` (segment index within the part), ``k`` (next row of that segment's shard, 0 before
+    the segment starts), ``p`` (rows the part yielded), ``buffer`` (the ``[j, k]`` of each
+    buffered row, in slot order), ``n`` (shuffle draws made), ``drain`` (whether the source
+    is exhausted and the buffer is being emptied).
     """
     # the buffer starts as a tuple: datasets' generic state merge copies a list only as far
     # as the fresh state's list goes (not at all, when it is empty), anything else whole
     return {"version": STATE_VERSION, "part": part.fingerprint(), "lap": 0, "j": 0, "k": 0,
-            "r": 0, "p": 0, "buffer": (), "n": 0, "drain": False}
+            "p": 0, "buffer": (), "n": 0, "drain": False}
 
 
 def check_state(state: Mapping[str, Any], part: Part) -> None:
@@ -86,8 +88,9 @@ def check_state(state: Mapping[str, Any], part: Part) -> None:
     if state.get("version") != STATE_VERSION or state.get("part") != part.fingerprint():
         raise ConfigError(
             "load_state_dict(): the state was saved by a stream with other shards, seed, rank "
-            "or number of DataLoader workers than this one; resume with the same config, "
-            "filters, shuffle seed, world size and num_workers"
+            "or number of DataLoader workers than this one (or by another version of "
+            "sarlang-data); resume with the same config, filters, shuffle seed, world size and "
+            "num_workers"
         )
 
 
@@ -103,20 +106,18 @@ def iter_part(part: Part, read: ReadShard, state: dict[str, Any]
         ConfigError: a target above zero but the part yields no row at all.
 
     """
-    target, step, offset = part.target, part.step, part.offset
-    shards = part.shards
+    target = part.target
+    segments = part.segments
     while True:
         if target is not None and state["p"] >= target:
             return
-        while state["j"] < len(shards):
+        while state["j"] < len(segments):
             j = state["j"]
-            for k, key, row in read(shards[j], state["k"]):
-                r = state["r"]
-                state["k"], state["r"] = k + 1, r + 1
-                if r % step != offset:
-                    continue
+            shard, first, end = segments[j]
+            for k, key, row in read(shard, max(state["k"], first), end):
                 if target is not None and state["p"] >= target:
                     return
+                state["k"] = k + 1
                 state["p"] += 1
                 yield (j, k), key, row
             state["j"], state["k"] = j + 1, 0
@@ -126,14 +127,14 @@ def iter_part(part: Part, read: ReadShard, state: dict[str, Any]
             raise ConfigError(f"equalize: {target} rows are wanted but this reader's shards "
                               "gave none to repeat; use fewer ranks or a larger selection")
         state["lap"] += 1
-        state["j"] = state["k"] = state["r"] = 0
+        state["j"] = state["k"] = 0
 
 
 def fetch(part: Part, read: ReadShard, positions: Sequence[Sequence[int]]
           ) -> dict[tuple[int, int], tuple[Any, dict]]:
     """Read the rows at ``[j, k]`` positions of a part again (for a resumed buffer).
 
-    Each shard involved is read from its first wanted row up to its last one.
+    Each segment involved is read from its first wanted row up to its last one.
     """
     wanted: dict[int, set[int]] = {}
     for j, k in positions:
@@ -141,20 +142,18 @@ def fetch(part: Part, read: ReadShard, positions: Sequence[Sequence[int]]
     out: dict[tuple[int, int], tuple[Any, dict]] = {}
     for j in sorted(wanted):
         ks = wanted[j]
-        last = max(ks)
-        rows = read(part.shards[j], min(ks))
+        shard = part.segments[j][0]
+        rows = read(shard, min(ks), max(ks) + 1)
         for k, key, row in rows:
             if k in ks:
                 out[(j, k)] = (key, row)
-            if k >= last:
-                break
         close = getattr(rows, "close", None)
         if close is not None:
             close()
         missing = ks - {k for jj, k in out if jj == j}
         if missing:
             raise ConfigError(
-                f"load_state_dict(): rows {sorted(missing)[:5]} of shard {part.shards[j]} are "
+                f"load_state_dict(): rows {sorted(missing)[:5]} of shard {shard} are "
                 "gone; the shards changed since the state was saved; start the epoch again"
             )
     return out
@@ -214,29 +213,30 @@ def iter_shuffled(part: Part, read: ReadShard, state: dict[str, Any], buffer_siz
 
 def _iter_plain(part: Part, read: ReadShard, state: dict[str, Any],
                 read_samples: ReadSamples | None = None) -> Iterator[tuple[Any, dict]]:
-    """Yield ``(key, row)`` as :func:`iter_part` for a part of step 1 and no target.
+    """Yield ``(key, row)`` as :func:`iter_part` for a part without a target.
 
-    Every row read is kept then, so ``r`` and ``p`` advance with ``k`` inside a shard and
-    each is written from a base instead of read back: per row this is the whole bookkeeping
-    of the stream, and one generator layer less (no ``(j, k)`` position is made). With
+    Every row read is kept then, so ``p`` advances with ``k`` inside a segment and is
+    written from a base instead of read back: per row this is the whole bookkeeping of the
+    stream, and one generator layer less (no ``(j, k)`` position is made). With
     ``read_samples`` the rows come a sample's list at a time, which saves the reader's own
     generator layer and a tuple per row; keys are then ``(shard, k)``.
     """
-    shards = part.shards
-    while state["j"] < len(shards):
-        j, start = state["j"], state["k"]
-        r0, p0 = state["r"] - start, state["p"] - start
+    segments = part.segments
+    while state["j"] < len(segments):
+        j = state["j"]
+        shard, first, end = segments[j]
+        start = max(state["k"], first)
+        p0 = state["p"] - start
         if read_samples is None:
-            for k, row_key, row in read(shards[j], start):
+            for k, row_key, row in read(shard, start, end):
                 k += 1
-                state["k"], state["r"], state["p"] = k, r0 + k, p0 + k
+                state["k"], state["p"] = k, p0 + k
                 yield row_key, row
         else:
-            shard = shards[j]
-            for k, made in read_samples(shard, start):
+            for k, made in read_samples(shard, start, end):
                 # n is the next row's k: the state is exact between any two rows
                 for n, row in enumerate(made, k + 1):
-                    state["k"], state["r"], state["p"] = n, r0 + n, p0 + n
+                    state["k"], state["p"] = n, p0 + n
                     yield (shard, n - 1), row
         state["j"], state["k"] = j + 1, 0
 
@@ -265,16 +265,15 @@ class SampleCursor:
         """Return a copy of the state as of the last row taken (what :func:`iter_part` keeps)."""
         out = dict(self.state)
         left = operator.length_hint(self.rows)
-        if left:  # rows of a plain part: k, r and p all count each of them
+        if left:  # rows of a part without target: k and p both count each of them
             out["k"] -= left
-            out["r"] -= left
             out["p"] -= left
         return out
 
 
 def iter_plain_samples(part: Part, read_samples: ReadSamples, cursor: SampleCursor
                        ) -> Iterator[Iterator[dict]]:
-    """Yield an iterator over each sample's rows of a part of step 1 and no target.
+    """Yield an iterator over each sample's rows of a part without a target.
 
     The rows, chained, are those of :func:`iter_rows` unshuffled (keys left out); the state
     as of the last row taken is ``cursor.position()`` (``cursor.state`` is updated per sample).
@@ -285,13 +284,15 @@ def iter_plain_samples(part: Part, read_samples: ReadSamples, cursor: SampleCurs
     """
     state = cursor.state
     check_state(state, part)
-    shards = part.shards
-    while state["j"] < len(shards):
-        j, start = state["j"], state["k"]
-        r0, p0 = state["r"] - start, state["p"] - start
-        for k, made in read_samples(shards[j], start):
+    segments = part.segments
+    while state["j"] < len(segments):
+        j = state["j"]
+        shard, first, end = segments[j]
+        start = max(state["k"], first)
+        p0 = state["p"] - start
+        for k, made in read_samples(shard, start, end):
             n = k + len(made)
-            state["k"], state["r"], state["p"] = n, r0 + n, p0 + n
+            state["k"], state["p"] = n, p0 + n
             cursor.rows = rows = iter(made)
             yield rows
         state["j"], state["k"] = j + 1, 0
@@ -303,10 +304,10 @@ def iter_rows(part: Part, read: ReadShard, state: dict[str, Any], *, shuffle_key
     """Return the ``(key, row)`` of a part, shuffled through a buffer when ``shuffle_key`` is set.
 
     See :func:`iter_part` and :func:`iter_shuffled`; ``state`` is checked against the part
-    and updated as rows are yielded. ``read_samples(shard, start)``, when given, yields
-    ``(k, rows)``: the rows of one sample from row ``k`` of the shard on (``k >= start``),
-    the same rows as ``read`` with keys ``(shard, k)``; unshuffled streams of one pass
-    read through it, a sample at a time.
+    and updated as rows are yielded. ``read_samples(shard, start, end)``, when given, yields
+    ``(k, rows)``: the rows ``k >= start`` (and ``< end``) of one sample, the same rows as
+    ``read`` with keys ``(shard, k)``; unshuffled streams of one pass read through it, a
+    sample at a time.
 
     Raises:
         ConfigError: ``state`` belongs to another plan (raised here, before any row).
@@ -315,6 +316,6 @@ def iter_rows(part: Part, read: ReadShard, state: dict[str, Any], *, shuffle_key
     check_state(state, part)
     if shuffle_key is not None and buffer_size > 1:
         return iter_shuffled(part, read, state, buffer_size, shuffle_key)
-    if part.step == 1 and part.target is None:
+    if part.target is None:
         return _iter_plain(part, read, state, read_samples)
     return ((row_key, row) for _, row_key, row in iter_part(part, read, state))

@@ -6,9 +6,10 @@ datasets 3.x to 5.x), ``loading_script.py`` at the repo root (datasets 3.x,
 per entry of :data:`sarlang_data.configs.CONFIGS` and declares the Features of each.
 
 Shards come from the root's manifest: filters (``cities``, ``tiers``, ``sources`` and the
-config's own tier) choose shards before any is opened, then rows. Each split's shard URLs are
-one ``gen_kwargs`` list, so ``datasets`` hands whole shards to DataLoader workers and to
-``split_dataset_by_node`` (``IterableDataset.n_shards`` is the number of selected shards).
+config's own tier) choose shards before any is opened, then rows. ``IterableDataset.n_shards``
+is the number of selected shards with rows; streams are split across ranks only when asked
+(``distributed=True``, ``datasets.distributed.split_dataset_by_node``, ``.shard()``), and
+then at row level (see :mod:`sarlang_data.stream.partition`).
 
 ``datasets`` patches ``open``, ``os``, ``pathlib`` and a few more names in the module that
 defines a builder (to stream remote files); this module therefore imports them inside the
@@ -211,8 +212,17 @@ class SarlangBuilder(datasets.GeneratorBasedBuilder):
         from ...format.manifest import read_manifest
 
         # streaming-only options; not part of the config (they do not change the rows)
-        self._dist_option = _check_distributed(kwargs.pop("distributed", None))
-        self._equalize = check_equalize(kwargs.pop("equalize", None))
+        distributed = kwargs.pop("distributed", None)
+        self._dist_option = _check_distributed(distributed)
+        equalize = kwargs.pop("equalize", None)
+        self._equalize = check_equalize(equalize)
+        if self._equalize and self._dist_option is None:
+            raise ConfigError(
+                f"equalize={equalize!r} with distributed={distributed!r}: equalize balances "
+                "this package's own split by rank, which happens only with distributed=True "
+                "(or (rank, world_size)); pass distributed=True too, or drop equalize when a "
+                "framework (accelerate, Trainer) splits the stream"
+            )
         name = kwargs.get("config_name")
         get_config(name)  # unknown names: ConfigError with the valid ones, closest first
         root = resolve_root(DATASET_ALIAS, kwargs.get("data_dir"))
@@ -405,13 +415,14 @@ class SarlangBuilder(datasets.GeneratorBasedBuilder):
     def _reader(self) -> _ShardReader:
         c = self.config
         return _ShardReader(c.name, c.cities, c.tiers, c.sources, self._layout, c.on_error,
-                            _fs_options(self.storage_options, self._root), self.read_stats)
+                            _fs_options(self.storage_options, self._root), self.read_stats,
+                            self._root, self._manifest["index"]["sha256"])
 
     def _node(self) -> tuple[int, int] | None:
-        """Return this process's ``(rank, world_size)`` for streaming, or None."""
-        if self._dist_option is False:
-            return None
+        """Return this process's ``(rank, world_size)`` for streaming, or None (no split)."""
         if self._dist_option is None:
+            return None
+        if self._dist_option is True:
             return node_from_env()
         return self._dist_option if self._dist_option[1] > 1 else None
 
@@ -428,14 +439,20 @@ class SarlangBuilder(datasets.GeneratorBasedBuilder):
         node = self._node()
         inner = _SarlangRows(self._reader(), urls, counts, sizes, node=node,
                              equalize=self._equalize)
+        here = node_from_env() if node is None and self._dist_option is None else None
+        if here is not None:
+            log.info("rank %d of %d: the stream of split %r is not split across ranks (every "
+                     "rank gets the whole split, as in datasets): accelerate, "
+                     "transformers.Trainer, TRL and LLaMA-Factory split it themselves; "
+                     "without them pass distributed=True or use "
+                     "datasets.distributed.split_dataset_by_node", here[0], here[1],
+                     str(split_generator.name))
         if node is not None:
             part, eq = inner.plan()
-            log.info("rank %d of %d reads %d of the %d shards with rows of split %r (%d of %d "
-                     "rows%s); pass distributed=False to read the whole split on every rank",
-                     node[0], node[1], len(part.shards), sum(1 for c in counts if c),
-                     str(split_generator.name),
-                     part.yields, sum(counts),
-                     f", every {part.step}-th row of each" if part.fallback else "")
+            log.info("rank %d of %d reads %d of the %d rows of split %r (from %d of the %d "
+                     "shards with rows)", node[0], node[1], part.rows, sum(counts),
+                     str(split_generator.name), len(part.segments),
+                     sum(1 for c in counts if c))
             if eq is not None:
                 log.log(logging.WARNING if eq.dropped or eq.repeated else logging.INFO,
                         "split %r: %s", str(split_generator.name), eq.describe())
@@ -457,11 +474,11 @@ class SarlangBuilder(datasets.GeneratorBasedBuilder):
 
 
 def _check_distributed(value: Any) -> bool | tuple[int, int] | None:
-    """Validate ``distributed``: None (auto), False (off), True (auto) or (rank, world)."""
-    if value is None or value is True:
+    """Validate ``distributed``: None/False (no split), True (this process's rank), a pair."""
+    if value is None or value is False:
         return None
-    if value is False:
-        return False
+    if value is True:
+        return True
     return check_node(value)
 
 

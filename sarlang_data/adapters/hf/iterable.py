@@ -59,17 +59,19 @@ if _BaseExamplesIterable is not None:
         :class:`~sarlang_data.stream.partition.Part` this reader reads (see that module for the
         rules); :func:`~sarlang_data.stream.shuffle.iter_rows` reads it. It speaks
         ``datasets``' examples-iterable protocol, so ``datasets``' own worker and node
-        splitting (used by ``.map()``, ``split_dataset_by_node`` ...) get the balanced
-        assignment too; there, as ``datasets`` decides, readers beyond the number of shards
-        stop (it logs a warning), while :class:`SarlangIterableDataset` itself splits rows
-        among them instead (:meth:`split_rows`).
+        splitting (``.map()``, ``split_dataset_by_node``, ``.shard()``, accelerate's
+        ``prepare``) get row ranges within one row of each other too; there, as ``datasets``
+        decides, readers beyond ``num_shards`` stop (it logs a warning; ``reshard()`` makes
+        every row a shard), while :class:`SarlangIterableDataset` itself gives every reader
+        rows (:meth:`split_rows`).
         """
 
         def __init__(self, reader: _ShardReader, urls: list[str], counts: list[int],
                      sizes: list[int], *, node: tuple[int, int] | None = None,
                      equalize: str | None = None, seed: int | None = None,
                      buffer_size: int = 0, epoch_token: int = 0,
-                     splits: tuple[tuple[int, int, bool], ...] = ()) -> None:
+                     splits: tuple[tuple[int, int, bool], ...] = (),
+                     fine: bool = False) -> None:
             super().__init__()
             self.reader = reader
             self.urls = list(urls)
@@ -81,6 +83,8 @@ if _BaseExamplesIterable is not None:
             self.buffer_size = buffer_size
             self.epoch_token = epoch_token
             self.splits = tuple(splits)
+            #: after reshard(): every row counts as a shard for datasets' splitting
+            self.fine = fine
             self._plan: tuple[Part, Any] | None = None
 
         def copy(self, **changes: Any) -> _SarlangRows:
@@ -99,40 +103,45 @@ if _BaseExamplesIterable is not None:
                     order = permutation(len(self.urls),
                                         stream_key("shards", self.seed, self.epoch_token))
                 part, eq = node_part(self.counts, order, self.node, self.equalize)
-                for n, i, rows_too in self.splits:
-                    part = _split_part(part, self.counts, n, i, rows_too)
+                for n, i, units in self.splits:
+                    part = _split_part(part, n, i, units)
                 self._plan = (part, eq)
             return self._plan
 
         def split_rows(self, n: int, i: int) -> _SarlangRows:
-            """Return reader ``i`` of ``n``: shards balanced by rows, or every ``n``-th row.
+            """Return reader ``i`` of ``n``: a contiguous range of the rows, sizes within one.
 
             Unlike :meth:`shard_data_sources`, every reader gets rows when there are fewer
-            shards than readers (each reads all shards and keeps every ``n``-th row).
+            shards than readers.
             """
-            return self.copy(splits=(*self.splits, (n, i, True)))
+            return self.copy(splits=(*self.splits, (n, i, 0)))
 
         @property
         def num_shards(self) -> int:
-            return len(self.plan()[0].shards)
+            part = self.plan()[0]
+            return part.rows if self.fine else len(part.segments)
 
         def split_shard_indices_by_worker(self, num_shards: int, index: int,
                                           contiguous: bool = True) -> list[int]:
-            # as datasets' default (readers beyond the number of shards get none and are
-            # stopped by datasets), but which shards is decided by rows
-            part = _split_part(self.plan()[0], self.counts, num_shards, index, False)
-            return list(range(len(part.shards)))
+            # as datasets' rule: readers beyond num_shards get nothing (datasets stops them);
+            # the others share the rows (see _split_part)
+            part = _split_part(self.plan()[0], num_shards, index, self.num_shards)
+            return list(range(len(part.segments)))
 
         def shard_data_sources(self, num_shards: int, index: int, contiguous: bool = True
                                ) -> _SarlangRows:
-            return self.copy(splits=(*self.splits, (num_shards, index, False)))
+            # rank splits (split_dataset_by_node, .shard(), accelerate) and datasets' own
+            # DataLoader worker split come here: contiguous row ranges, sizes within one row
+            return self.copy(splits=(*self.splits, (num_shards, index, self.num_shards)))
 
         def shuffle_data_sources(self, generator: Any) -> _SarlangRows:
             # datasets passes default_rng(epoch) each epoch: one draw makes the epoch token
             return self.copy(epoch_token=int(generator.integers(0, 2**62)))
 
         def reshard_data_sources(self) -> _SarlangRows:
-            return self.copy()
+            # rows can be read from any row on (the index has every sample's offset), so
+            # reshard() makes every row a shard for datasets' node and worker splitting
+            return self.copy(fine=True)
 
         def _init_state_dict(self) -> dict:
             self._state_dict = fresh_state(self.plan()[0])
@@ -149,23 +158,25 @@ if _BaseExamplesIterable is not None:
                 raise RuntimeError("call _init_state_dict() first")
             return _copy_state(self._state_dict)
 
-        def _read(self, shard: int, start: int) -> Iterator[tuple[int, Any, dict[str, Any]]]:
+        def _read(self, shard: int, start: int, end: int
+                  ) -> Iterator[tuple[int, Any, dict[str, Any]]]:
             return self.reader.rows(self.urls[shard], shard, start, self.sizes[shard] or None,
-                                    plain_keys=True)
+                                    plain_keys=True, end=end)
 
-        def _read_samples(self, shard: int, start: int
+        def _read_samples(self, shard: int, start: int, end: int
                           ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
-            return self.reader.samples(self.urls[shard], start, self.sizes[shard] or None)
+            return self.reader.samples(self.urls[shard], start, self.sizes[shard] or None,
+                                       end=end)
 
         def plain_rows(self) -> tuple[SampleCursor, Iterator[dict[str, Any]]] | None:
-            """Return ``(cursor, rows)`` read a sample at a time, or None when shuffled or split.
+            """Return ``(cursor, rows)`` read a sample at a time; None if shuffled or equalized.
 
-            For one unshuffled pass over whole shards: the rows of :meth:`__iter__` without
-            keys, chained at C level from per-sample lists; ``cursor.position()`` is the
+            For one unshuffled pass over the part's row ranges: the rows of :meth:`__iter__`
+            without keys, chained at C level from per-sample lists; ``cursor.position()`` is the
             state as of the last row taken (see :class:`~sarlang_data.stream.shuffle.SampleCursor`).
             """
             part, _ = self.plan()
-            if self.seed is not None or part.step != 1 or part.target is not None:
+            if self.seed is not None or part.target is not None:
                 return None
             state = self._state_dict if self._state_dict is not None else fresh_state(part)
             cursor = SampleCursor(state)
@@ -177,31 +188,22 @@ if _BaseExamplesIterable is not None:
             # per row less (the warning is logged at iter() instead of at the first row)
             part, _ = self.plan()
             state = self._state_dict if self._state_dict is not None else fresh_state(part)
-            if part.fallback and self.splits and self.splits[-1][1:] == (0, True):
-                n = self.splits[-1][0]
-                log.warning(
-                    "%d readers (DataLoader workers) for %d shards: each reads all of them and "
-                    "keeps every %d-th row, so every row still comes once but shards are read "
-                    "%d times; use at most %d workers, or a root with more shards",
-                    n, len(part.shards), n, n, len(part.shards))
             key = None
             if self.seed is not None:
                 key = stream_key("rows", self.seed, self.epoch_token, self.node, self.splits)
             return iter_rows(part, self._read, state, shuffle_key=key,
                              buffer_size=self.buffer_size, read_samples=self._read_samples)
 
-    def _split_part(part: Part, counts: list[int], n: int, i: int, rows_too: bool) -> Part:
+    def _split_part(part: Part, n: int, i: int, units: int) -> Part:
         """Return reader ``i`` of ``n``'s part (see :func:`sarlang_data.stream.partition.split`).
 
-        Without ``rows_too``, readers ``>= len(part.shards)`` get nothing and the others
-        divide the part: ``datasets``' rule for its workers, which stops those readers.
+        ``units`` is the ``num_shards`` ``datasets`` was shown (0: no limit): readers
+        ``>= units`` get nothing, as ``datasets`` stops them, and the others share the rows.
         """
-        if rows_too:
-            return split(part, counts, n, i)
-        k = min(n, len(part.shards))
+        k = min(n, units) if units else n
         if i >= k:
-            return Part((), 0, target=0 if part.target is not None else None)
-        return split(part, counts, k, i)
+            return Part((), target=0 if part.target is not None else None)
+        return split(part, k, i)
 
     _row_of = operator.itemgetter(1)  # the row of a (key, row) pair
 
@@ -311,11 +313,11 @@ if _BaseExamplesIterable is not None:
     class SarlangIterableDataset(datasets.IterableDataset):
         """The streams of :func:`load_dataset`: rank-aware, balanced, exactly resumable.
 
-        Iteration (``__iter__``) plans this reader's rows itself (rank, then DataLoader
-        worker, balanced by the manifest's rows per shard; see
-        :mod:`sarlang_data.stream.partition`),
-        so ``num_workers`` of 0, 1, 2, 4 ... each read every row of this rank once, and
-        workers beyond the number of shards split rows instead of idling. ``shuffle`` and
+        Iteration (``__iter__``) plans this reader's rows itself (the rank's rows when
+        ``distributed`` asked for a split, then a DataLoader worker's range of them, within
+        one row of the others; see :mod:`sarlang_data.stream.partition`), so
+        ``num_workers`` of 0, 1, 2, 4 ... each read every row of this rank once, and workers
+        beyond the number of shards still get rows. ``shuffle`` and
         ``set_epoch`` shuffle shard order and a row buffer from ``(seed, epoch)``, the same
         on every rank; ``state_dict``/``load_state_dict`` (used by torchdata's
         ``StatefulDataLoader``, per worker) resume exactly, buffered rows included.

@@ -56,13 +56,15 @@ def load_dataset(
     """Load a config of SARLANG-1M, with the calling conventions of ``datasets.load_dataset``.
 
     Streams are ready for ``torch.utils.data.DataLoader`` (any ``num_workers``) and for
-    multi-node training: under ``torchrun`` (``RANK``/``WORLD_SIZE`` set) or after
-    ``torch.distributed.init_process_group``, each rank streams only its own shards, and
-    ``equalize=True`` gives every rank the same number of rows. Ranks are split first, then
-    each rank's DataLoader workers (see :mod:`sarlang_data.stream.partition`). Frameworks that
-    split a stream across ranks themselves (``datasets.distributed.split_dataset_by_node``,
-    accelerate's ``IterableDatasetShard`` and ``dispatch_batches`` under
-    ``transformers.Trainer``) must get the whole stream: pass ``distributed=False``.
+    multi-node training. As in ``datasets``, a stream is split across ranks only when asked,
+    so frameworks that split it themselves (accelerate's ``prepare`` with or without
+    ``dispatch_batches``, hence ``transformers.Trainer``, TRL and LLaMA-Factory) get the whole
+    stream and split it once. Without such a framework (plain DDP), ask:
+    ``distributed=True`` (this process's rank from ``torch.distributed`` or ``RANK``/
+    ``WORLD_SIZE``, with ``equalize=True`` for the same rows on every rank),
+    ``datasets.distributed.split_dataset_by_node`` or ``.shard(world_size, rank)``. Every
+    split is at row level: ranks, then each rank's DataLoader workers, get contiguous row
+    ranges whose sizes differ by at most one row (see :mod:`sarlang_data.stream.partition`).
 
     Args:
         path: ``"sarlang-1m"`` (``$SARLANG_DATA``, else the bundled preview), a dataset root
@@ -83,14 +85,16 @@ def load_dataset(
         on_error: ``"raise"`` on a corrupt shard, or ``"skip"`` corrupt samples (logged and
             counted).
         storage_options: fsspec options for the root (credentials, endpoint, ...).
-        equalize: streaming across ranks: give every rank exactly the same number of rows
-            (DDP hangs when one rank has a batch more): ``True``/``"auto"`` drops the rows
-            above the smallest rank's count or repeats rows up to the largest, whichever
-            touches fewer rows (logged with the counts); ``"drop"`` or ``"repeat"`` choose.
-        distributed: streaming only: None (default) splits by rank when
-            ``torch.distributed`` is initialised or ``RANK``/``WORLD_SIZE`` are set;
-            ``False`` reads the whole selection on every rank; ``(rank, world_size)`` sets
-            them explicitly.
+        equalize: with ``distributed``: give every rank exactly the same number of rows
+            (DDP hangs when one rank has a batch more): ``True``/``"auto"`` drops the row
+            above the smallest rank's count or repeats one up to the largest, whichever
+            touches fewer rows (fewer than the number of ranks; logged with the counts);
+            ``"drop"`` or ``"repeat"`` choose.
+        distributed: streaming only: None or ``False`` (default) reads the whole selection
+            on every rank; ``True`` streams only this rank's rows (rank and world size from
+            ``torch.distributed`` when initialised, else ``RANK``/``WORLD_SIZE``);
+            ``(rank, world_size)`` sets them explicitly. Do not combine with a framework
+            that splits the stream itself (accelerate, Trainer): rows would be split twice.
         chat_format: chat rows of a text config: ``"trl"`` (``messages`` with typed content
             parts + ``images``, what TRL's ``SFTTrainer`` takes) or ``"llamafactory"`` (string
             content with ``<image>``); None: the config's default (``trl`` for ``chat``,
@@ -132,7 +136,7 @@ def load_dataset(
             "arguments"
         )
     get_config(name)
-    if not streaming and (equalize or distributed is not None):
+    if not streaming and (equalize or distributed not in (None, False)):
         raise ConfigError(
             f"equalize={equalize!r}, distributed={distributed!r}: these split streams by "
             "rank and need streaming=True; a prepared Dataset takes a "
