@@ -26,6 +26,8 @@ class _ShardReader:
         on_error: ``raise`` or ``skip``.
         storage_options: fsspec options for the root.
         stats: read counters (each process updates its own copy).
+        check_hashes: check image members against their records' sha256 (None: remote only).
+        shard_samples: samples per shard URL (the manifest's): skipped shards count them.
 
     """
 
@@ -37,6 +39,8 @@ class _ShardReader:
     on_error: str
     storage_options: dict[str, Any]
     stats: ReadStats
+    check_hashes: bool | None = None
+    shard_samples: dict[str, int] | None = None
 
     def rows(self, url: str, shard_idx: int, start: int = 0, size: int | None = None, *,
              plain_keys: bool = False) -> Iterator[tuple[int, Any, dict[str, Any]]]:
@@ -78,7 +82,8 @@ class _ShardReader:
         k = 0
         for sample in iter_samples(url, on_error=self.on_error,
                                    storage_options=self.storage_options, stats=self.stats,
-                                   size=size):
+                                   size=size, check_hashes=self.check_hashes,
+                                   samples=(self.shard_samples or {}).get(url)):
             record = sample["json"]
             if keep is not None and not keep(record):
                 continue
