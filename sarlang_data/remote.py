@@ -69,8 +69,10 @@ def open_url(url: str, storage_options: Mapping[str, Any] | None = None, *,
                            retries=RETRIES if retries is None else retries, stats=stats)
 
 
-#: times a remote shard read is resumed after a dropped connection before it fails
-RETRIES = 3
+#: times a remote shard read is resumed after a dropped connection before it fails (a cut
+#: often loses the bytes of the read in flight, so a lossy link can fail a few times in a row
+#: at the same byte; the waits double from RETRY_WAIT: 6 s in all)
+RETRIES = 5
 #: seconds before the first resume; doubled for each further one at the same place
 RETRY_WAIT = 0.2
 #: a read that got this far past the place of its last failure starts counting afresh (a

@@ -456,7 +456,17 @@ def iter_samples(
         # local paths carry no credentials; redact's regexes cost more than a small shard's
         # parsing
         shown = redact(url) if "://" in url or "::" in url else url
-        yield from _samples(shown, stream, on_error == "skip", stats, check, samples)
+        before = stats.samples + stats.skipped
+        try:
+            yield from _samples(shown, stream, on_error == "skip", stats, check, samples)
+        except OSError as e:
+            # the file went away or was refused while it was read (a reconnect answered 404 or
+            # 403): the rest of the shard cannot be read
+            why = _open_failure(url, e)
+            if why is None:
+                raise
+            _stop(shown, -1, f"while reading, the shard became {why[0]}", "missing_shard",
+                  on_error == "skip", True, stats, samples, before)
     finally:
         if fileobj is None:
             raw.close()
