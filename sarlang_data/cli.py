@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .errors import SarlangError
+from .ingest.workers import MAX_PIXELS
 
 
 def _csv_list(values: list[str] | None) -> list[str] | None:
@@ -42,7 +43,8 @@ def _cmd_build(a: argparse.Namespace) -> int:
     opts = BuildOptions(
         workers=a.workers, shard_size=a.shard_size, originals=a.originals, compress=a.compress,
         gsd_table=a.gsd_table, columns=columns, max_reject_rate=a.max_reject_rate,
-        image_codec=a.image_codec, zstd_jpeg=a.zstd_jpeg,
+        image_codec=a.image_codec, zstd_jpeg=a.zstd_jpeg, max_pixels=a.max_pixels,
+        overwrite=a.overwrite,
     )
     manifest = build(a.release, a.out, opts, progress=not a.quiet)
     if not a.no_stock and a.image_codec == "source":
@@ -83,10 +85,11 @@ def _add_codec_options(p: argparse.ArgumentParser, default: str) -> None:
 def _cmd_verify(a: argparse.Namespace) -> int:
     from .format.verify import verify
 
-    report = verify(a.root, check_images=not a.shards_only)
+    report = verify(a.root, check_images=not a.shards_only, decode=a.decode)
     print(
         f"ok: {report['shards']} shards, {report['samples']} samples, "
         f"{report['images']} image hashes verified"
+        + (", every image decoded" if a.decode and not a.shards_only else "")
     )
     return 0
 
@@ -346,6 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CSV with columns file_name,gsd_m (overrides per-source defaults)")
     b.add_argument("--columns", action="append", default=None,
                    help="explicit column mapping, e.g. image=img_path,question=q,answer=a")
+    b.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                   help="reject images with more pixels than this, width x height (default "
+                        f"{MAX_PIXELS}, 4096 x 4096: a guard against decompression bombs)")
+    b.add_argument("--overwrite", action="store_true",
+                   help="replace a root in --out that was built from another release (only "
+                        "files this package wrote are deleted)")
     b.add_argument("--max-reject-rate", type=float, default=0.05,
                    help="fail when more than this fraction of text rows is rejected")
     _add_codec_options(b, "source")
@@ -371,6 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="check shards and images against manifest and index")
     v.add_argument("root")
     v.add_argument("--shards-only", action="store_true", help="skip per-image hashes")
+    v.add_argument("--decode", action="store_true",
+                   help="also decode every image fully (finds images of older builds that hash "
+                        "right but do not decode)")
     v.set_defaults(func=_cmd_verify)
 
     st = sub.add_parser("stats", help="counts by split, tier, city, source, task, caption kind")
@@ -511,11 +523,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if a.verbose else logging.INFO, format="%(levelname)s %(message)s"
     )
+    from .remote import RedactFilter, guard_logs, redact
+
     if argv is None:  # the command itself, not a caller embedding it (tests, scripts)
         for library in ("huggingface_hub", "datasets"):
             # each prints its records through a handler of its own: passed on to ours as
             # well, every retry warning would show twice
             logging.getLogger(library).propagate = False
+    # every record that reaches a handler is redacted, whichever library logged it (fsspec's
+    # own DEBUG lines name URLs with their passwords)
+    for name in ("", "huggingface_hub", "datasets"):
+        for handler in logging.getLogger(name).handlers:
+            handler.addFilter(RedactFilter())
+    guard_logs()
     try:
         return a.func(a)
     except SarlangError as e:
@@ -528,6 +548,19 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the signal
+    except KeyboardInterrupt:
+        print(f"sarlang-data {a.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the last guard: no raw traceback, no secret
+        import traceback
+
+        if a.verbose:
+            print(redact("".join(traceback.format_exception(e))), file=sys.stderr)
+        print(f"sarlang-data {a.command}: internal error: {type(e).__name__}: {redact(e)}; "
+              "this is a bug of sarlang-data, please report it with the command "
+              + ("and the traceback above" if a.verbose else "(rerun with -v for details)"),
+              file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,9 +24,8 @@ from typing import Any, BinaryIO
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from .errors import (
-    RangeError,
-)
+from .errors import RangeError, RemoteError
+from .errors import redact as _redact_text
 
 log = logging.getLogger(__name__)
 #: bytes asked of a remote file per read: few requests to S3/HTTP, flat memory
@@ -63,7 +62,7 @@ def open_url(url: str, storage_options: Mapping[str, Any] | None = None, *,
         # a local file: skip fsspec's URL parsing, which costs more than reading a small shard
         path = url[len("file://"):] if url.startswith("file://") else url
         return _local(path, offset)
-    fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    fs, path = url_to_fs(url, storage_options)
     if isinstance(fs, LocalFileSystem):
         # the OS file without Python-level wrappers: our BufferedReader asks it for 1 MiB
         # at a time, and a wrapper's per-call overhead would cost more than the parsing
@@ -80,16 +79,141 @@ def _local(path: str, offset: int) -> BinaryIO:
     return f
 
 
-#: times a remote shard read is resumed after a dropped connection before it fails
-RETRIES = 3
+#: times a remote shard read is resumed after a dropped connection before it fails (a cut
+#: often loses the bytes of the read in flight, so a lossy link can fail a few times in a row
+#: at the same byte; the waits double from RETRY_WAIT: 6 s in all)
+RETRIES = 5
 #: seconds before the first resume; doubled for each further one at the same place
 RETRY_WAIT = 0.2
-#: a read that got this far past the place of its last failure starts counting afresh
-_RETRY_PROGRESS = 1 << 20
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@?#]*@")
-_SECRET_QUERY = re.compile(
-    r"(?i)([?&](?:[\w.-]*signature|[\w.-]*credential|[\w.-]*security-token|sig|token|"
-    r"access_token|api_?key|key|password|secret)=)[^&#]*")
+#: a read that got this far past the place of its last failure starts counting afresh (a
+#: link cut at random places keeps making progress; one that drops at the same byte does not)
+_RETRY_PROGRESS = 64 << 10
+#: seconds a remote read may wait for the next bytes before the connection counts as dropped
+#: (and is resumed): ``$SARLANG_READ_TIMEOUT`` or this
+READ_TIMEOUT = 30.0
+#: seconds to wait for a connection to a remote server
+CONNECT_TIMEOUT = 30.0
+
+
+def read_timeout() -> float:
+    """Return the read timeout of remote reads in seconds (``$SARLANG_READ_TIMEOUT`` or 30).
+
+    Raises:
+        ConfigError: ``$SARLANG_READ_TIMEOUT`` is not a positive number.
+
+    """
+    raw = os.environ.get("SARLANG_READ_TIMEOUT")
+    if raw is None:
+        return READ_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        from .errors import ConfigError
+
+        raise ConfigError(f"SARLANG_READ_TIMEOUT={raw!r}: must be a positive number of seconds, "
+                          "e.g. SARLANG_READ_TIMEOUT=30")
+    return value
+
+
+def with_timeouts(protocol: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Return fsspec options with a read timeout for ``protocol``, unless the caller set one.
+
+    aiohttp (fsspec's HTTP) waits 5 minutes for a stalled server by default, botocore (S3) a
+    minute; here a stalled read fails after :func:`read_timeout` seconds, and
+    :class:`ResumableStream` resumes it as a dropped connection. A caller's own
+    ``client_kwargs={"timeout": ...}`` (HTTP) or ``config_kwargs`` timeouts (S3) win.
+    """
+    opts = dict(storage_options or {})
+    if protocol in ("http", "https"):
+        client = dict(opts.get("client_kwargs") or {})
+        if "timeout" not in client and "timeout" not in opts:
+            import aiohttp
+
+            client["timeout"] = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT,
+                                                      sock_read=read_timeout())
+            opts["client_kwargs"] = client
+    elif protocol in ("s3", "s3a"):
+        config = dict(opts.get("config_kwargs") or {})
+        config.setdefault("read_timeout", read_timeout())
+        config.setdefault("connect_timeout", CONNECT_TIMEOUT)
+        opts["config_kwargs"] = config
+    return opts
+
+
+def url_to_fs(url: str, storage_options: Mapping[str, Any] | None = None) -> tuple[Any, str]:
+    """``fsspec.core.url_to_fs`` with read timeouts (:func:`with_timeouts`) and guarded logs.
+
+    Args:
+        url: local path or fsspec URL.
+        storage_options: fsspec options.
+
+    Returns:
+        ``(filesystem, path)``.
+
+    """
+    url = str(url)
+    protocol = url.split("://", 1)[0].lower() if "://" in url else "file"
+    fs, path = fsspec.core.url_to_fs(url, **with_timeouts(protocol, storage_options))
+    guard_logs()
+    return fs, path
+
+
+class RedactFilter(logging.Filter):
+    """A logging filter that blanks secrets (:func:`redact`) in a record's message and traceback.
+
+    The message is formatted once here (``msg % args``) and the args dropped, so no handler
+    sees the original values.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:  # noqa: D102 - logging protocol
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string: show it as it is
+            text = str(record.msg)
+        clean = _redact_text(text)
+        if clean != text or record.args:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = _redact_text(record.exc_text)
+        return True
+
+
+#: loggers whose records may carry our URLs: ours and those of the libraries we read through
+_GUARDED_PREFIXES = ("sarlang_data", "fsspec", "s3fs", "aiohttp", "urllib3", "httpx", "httpcore",
+                     "httpx2", "httpcore2", "huggingface_hub", "datasets", "botocore", "requests")
+_FILTER = RedactFilter()
+_guarded: set[str] = set()
+_guarded_at = [0]
+
+
+def guard_logs() -> None:
+    """Attach :class:`RedactFilter` to the loggers of the package and the libraries it uses.
+
+    Those are fsspec, aiohttp, huggingface_hub, datasets, ...
+
+    A logging filter acts on records logged by its own logger, so each is guarded; loggers
+    created later are guarded at the next call (every :func:`url_to_fs` calls this; the
+    command line also filters its own handler).
+    """
+    loggers = logging.Logger.manager.loggerDict
+    if len(loggers) == _guarded_at[0]:
+        return
+    _guarded_at[0] = len(loggers)
+    for name in list(loggers):
+        if name in _guarded or not name.startswith(_GUARDED_PREFIXES):
+            continue
+        logger = loggers[name]
+        if isinstance(logger, logging.Logger):
+            logger.addFilter(_FILTER)
+            _guarded.add(name)
+    for name in _GUARDED_PREFIXES:  # the parents too, created if need be
+        if name not in _guarded:
+            logging.getLogger(name).addFilter(_FILTER)
+            _guarded.add(name)
 
 
 def http_unreachable(url: str, storage_options: Mapping[str, Any] | None = None,
@@ -138,21 +262,29 @@ def http_unreachable(url: str, storage_options: Mapping[str, Any] | None = None,
 
 
 def redact(url: str) -> str:
-    """Return ``url`` with credentials blanked: user info and secret query parameters.
+    """Return ``url`` (or any text holding URLs) with credentials blanked.
 
     Shard URLs end up in log lines and error messages; presigned S3 URLs and
-    ``https://user:password@host`` carry secrets, which must not.
+    ``https://user:password@host`` carry secrets, which must not. The one implementation is
+    :func:`sarlang_data.errors.redact`, which every error message passes through.
 
     Args:
-        url: a URL or path.
+        url: a URL, path or message.
 
     Returns:
-        The URL with ``user:password@`` and values of parameters such as ``X-Amz-Signature``,
-        ``token`` or ``key`` replaced by ``***``.
+        The text with ``user:password@`` and values of parameters such as
+        ``X-Amz-Signature``, ``token`` or ``key`` (and Hub tokens) replaced by ``***``.
 
     """
-    out = _USERINFO.sub(r"\1***@", str(url))
-    return _SECRET_QUERY.sub(r"\1***", out)
+    return _redact_text(url)
+
+
+def _cause(e: BaseException) -> str:
+    """Name a transport failure for a message: its type, and "timeout" when it is one."""
+    name = type(e).__name__
+    if isinstance(e, TimeoutError) or "timeout" in name.lower():
+        return f"{name}, read timeout"
+    return name
 
 
 class _RangeIgnored(OSError):
@@ -223,7 +355,7 @@ class ResumableStream(io.RawIOBase):
             except (FileNotFoundError, PermissionError):
                 raise
             except Exception as e:  # noqa: BLE001 - any transport error: resume and retry
-                self._resume(type(e).__name__)
+                self._resume(_cause(e))
                 continue
             if not data and self._size is not None and self._pos < self._size:
                 self._resume(f"the stream ended at byte {self._pos} of {self._size}")
@@ -280,10 +412,14 @@ class ResumableStream(io.RawIOBase):
             self._failed_at = self._pos
             self._fails += 1
             if self._fails > self._retries:
-                raise ConnectionError(
+                timed_out = "timeout" in cause.lower()
+                raise RemoteError(
                     f"shard {redact(self.url)!r}: the connection failed {self._fails} times at "
-                    f"byte {self._pos} ({cause}); check the server and the network and read "
-                    "again (a DataLoader state_dict resumes without re-reading finished shards)"
+                    f"byte {self._pos} ({cause}"
+                    + (f": no bytes for {read_timeout():g} s, the read timed out; a slower "
+                       "server needs a larger SARLANG_READ_TIMEOUT" if timed_out else "")
+                    + "); check the server and the network and read again (a DataLoader "
+                    "state_dict resumes without re-reading finished shards)"
                 ) from None
             log.warning("shard %r: connection lost at byte %d (%s); resuming (%d of %d)",
                         redact(self.url), self._pos, cause, self._fails, self._retries)
@@ -297,7 +433,7 @@ class ResumableStream(io.RawIOBase):
             except (FileNotFoundError, PermissionError):
                 raise
             except Exception as e:  # noqa: BLE001 - the server may still be unreachable
-                cause = type(e).__name__
+                cause = _cause(e)
 
     def _open_at(self, pos: int) -> Any:
         if pos == 0:
@@ -434,7 +570,7 @@ def read_range(
     opts = dict(storage_options or {})
     if url.startswith(("http://", "https://")):
         return _http_range(url, offset, size, opts.get("headers") or {}, allow_full, timeout)
-    fs, path = fsspec.core.url_to_fs(url, **opts)
+    fs, path = url_to_fs(url, opts)
     if "hf" in ((fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol):
         from huggingface_hub.utils import build_hf_headers
 
@@ -542,6 +678,4 @@ def join(root: str | Path, *parts: str) -> str:
 
 
 def _fs(root: str | Path, storage_options: Mapping[str, Any] | None):
-    import fsspec
-
-    return fsspec.core.url_to_fs(str(root), **dict(storage_options or {}))
+    return url_to_fs(str(root), storage_options)

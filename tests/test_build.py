@@ -259,8 +259,12 @@ def test_resume_after_failure(fx, ref_root, tmp_path, monkeypatch):
     monkeypatch.undo()
     assert not (out / "manifest.json").exists() and len(done) == 3
     stamps = {p: (out / p).stat().st_mtime_ns for p in done}
-    # a half-written shard from the "killed" run, and a stray partial file
-    (out / "data" / "junk.tar.partial").write_bytes(b"half")
+    # a half-written shard from the "killed" run (the build deletes its own partial files
+    # only: tests/test_faults.py keeps a user's ``*.partial`` files)
+    pending = sorted(s["path"] for s in json.loads((ref_root / "manifest.json").read_text())
+                     ["shards"] if s["path"] not in done)[0]
+    (out / f"{pending}.partial").parent.mkdir(parents=True, exist_ok=True)
+    (out / f"{pending}.partial").write_bytes(b"half")
     time.sleep(0.01)
 
     written = []

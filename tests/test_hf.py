@@ -404,7 +404,9 @@ def test_corrupt_shard_raises_or_is_skipped(copy_root, index, tmp_path):
     kept = [k for k in in_shard if k in {r["key"] for r in rows}]
     assert kept == in_shard[: len(kept)] and 1 <= len(kept) < len(in_shard)  # a prefix survives
     assert len(rows) == manifest["configs"]["images"]["train"] - (len(in_shard) - len(kept))
-    assert b.read_stats.skipped_shard_tails == 1 and b.read_stats.reasons == {"truncated": 1}
+    # every sample of the lost tail is counted (the manifest says how many the shard holds)
+    lost = len(in_shard) - len(kept)
+    assert b.read_stats.skipped_shard_tails == 1 and b.read_stats.reasons == {"truncated": lost}
 
 
 # --------------------------------------------------------------------------- roots

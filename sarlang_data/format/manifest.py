@@ -10,6 +10,7 @@ the index are :mod:`sarlang_data.format.stats`.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import schema
-from ..errors import ManifestError, RemoteError, unknown_name
+from ..errors import ManifestError, RemoteError, VerifyError, unknown_name
 from ..remote import _fs, join
 
 MANIFEST_NAME = "manifest.json"
@@ -126,6 +127,7 @@ def read_index(
     root: str | Path,
     columns: Sequence[str] | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    expect_sha256: str | None = None,
 ):
     """Read ``index.parquet`` of a root as a pyarrow Table.
 
@@ -133,26 +135,132 @@ def read_index(
         root: dataset root, a local path or an fsspec URL.
         columns: columns to read (all when None).
         storage_options: passed to fsspec.
+        expect_sha256: the manifest's sha256 of the index: when given, the bytes are checked
+            against it first.
 
     Returns:
         The index table.
 
     Raises:
-        ManifestError: if the root has no index.
+        ManifestError: if the root (or its index) does not exist.
+        VerifyError: the index is not valid parquet, or differs from ``expect_sha256``.
 
     """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    _no_such_folder(root)
     fs, base = _fs(root, storage_options)
     path = join(base, INDEX_NAME)
     try:
         with fs.open(path, "rb") as f:
-            return pq.read_table(f, columns=list(columns) if columns else None)
+            if expect_sha256 is None:
+                return pq.read_table(f, columns=list(columns) if columns else None)
+            data = f.read()
+        got = hashlib.sha256(data).hexdigest()
+        if got != expect_sha256:
+            raise VerifyError(
+                f"{join(str(root), INDEX_NAME)}: sha256 {got}, the manifest says "
+                f"{expect_sha256}: the index is corrupt or from another build; download it "
+                "again or rebuild the root (`sarlang-data verify ROOT` says which files differ)"
+            )
+        return pq.read_table(io.BytesIO(data), columns=list(columns) if columns else None)
     except FileNotFoundError:
+        if not fs.exists(join(base, MANIFEST_NAME)):
+            raise ManifestError(
+                f"root={str(root)!r}: no {INDEX_NAME} and no {MANIFEST_NAME}, so it is not a "
+                "sarlang-data dataset root; pass the folder `sarlang-data build` or `download` "
+                "wrote"
+            ) from None
         raise ManifestError(
             f"root={str(root)!r}: no {INDEX_NAME}; the root is incomplete: rebuild it "
             "(`sarlang-data build RELEASE --out ROOT`) or download it again"
         ) from None
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise VerifyError(
+            f"{join(str(root), INDEX_NAME)}: not a valid parquet file, so the index is corrupt "
+            f"({type(e).__name__}: {e}); download it again or rebuild the root "
+            "(`sarlang-data verify ROOT` says which files differ from the manifest)"
+        ) from None
+
+
+def _no_such_folder(root: str | Path) -> None:
+    """Raise ManifestError when a local root does not exist (not "incomplete": absent)."""
+    text = str(root)
+    if ("://" not in text or text.startswith("file://")) and "::" not in text:
+        local = Path(text[len("file://"):] if text.startswith("file://") else text)
+        if not local.exists():
+            raise ManifestError(f"root={text!r}: no such folder; pass the folder of a dataset "
+                                "root (`sarlang-data build` or `download` writes one)")
+        if not local.is_dir():
+            raise ManifestError(f"root={text!r}: is a file, not a folder; pass the folder of "
+                                "a dataset root")
+
+
+def _remote_failure(root: str | Path, e: BaseException, storage_options) -> RemoteError | None:
+    """Return a RemoteError for a failed read of a remote root's manifest, or None for other errors.
+
+    Covers the Hub (``hf://`` roots, ``ORG/NAME``): a missing repo, a refused token (401/403)
+    and a Hub that cannot be reached; and transport failures of any fsspec filesystem.
+    """
+    from ..remote import redact
+
+    text = str(root)
+    if "://" not in text or text.startswith("file://"):
+        return None
+    chain = []
+    cur: BaseException | None = e
+    while cur is not None and len(chain) < 6:
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    names = {type(c).__name__ for c in chain}
+    status = None
+    for c in chain:
+        resp = getattr(c, "response", None)
+        code = getattr(resp, "status_code", None) or getattr(c, "status", None)
+        if isinstance(code, int):
+            status = code
+            break
+    where = redact(text)
+    if text.startswith("hf://"):
+        from huggingface_hub import constants
+
+        endpoint = (storage_options or {}).get("endpoint") or constants.ENDPOINT
+        repo = text[len("hf://"):].split("@", 1)[0].removeprefix("datasets/")
+        if status in (401, 403) or "GatedRepoError" in names:
+            return RemoteError(
+                f"root={where!r}: the Hub at {endpoint} refused {repo!r} (HTTP {status}): the "
+                "repo does not exist, or the token is missing, wrong or has no access to it; "
+                "check the name, and log in with `hf auth login` or set HF_TOKEN to a token "
+                "that can read the repo")
+        if "RepositoryNotFoundError" in names or (status == 404 and "Entry" not in str(names)):
+            return RemoteError(
+                f"root={where!r}: the Hub at {endpoint} has no dataset repo {repo!r} that this "
+                "token can see (404 not found); check the name, or log in (`hf auth login`, "
+                "HF_TOKEN) if the repo is private or gated")
+        if "OfflineModeIsEnabled" in names:
+            return RemoteError(
+                f"root={where!r}: HF_HUB_OFFLINE is set, so the Hub is not asked; unset it, or "
+                "read a local copy (`sarlang-data download --repo ORG/NAME --out DIR`)")
+    if isinstance(e, FileNotFoundError):
+        return None
+    transport = any(type(c).__module__.split(".")[0] in (
+        "httpx", "httpx2", "httpcore", "httpcore2", "requests", "urllib3", "aiohttp",
+        "botocore") or isinstance(c, (ConnectionError, TimeoutError)) for c in chain)
+    if status is not None or transport or "HfHubHTTPError" in names:
+        cause = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        what = f"HTTP {status}" if status is not None else type(e).__name__
+        endpoint = ""
+        if text.startswith("hf://"):
+            from huggingface_hub import constants
+
+            hub = (storage_options or {}).get("endpoint") or constants.ENDPOINT
+            endpoint = f" (the Hub at {hub})"
+        return RemoteError(
+            f"root={where!r}{endpoint}: cannot be reached or failed ({what}: {redact(cause)}); "
+            "check the URL, the network and the server (and credentials in storage_options), "
+            "then retry")
+    return None
 
 
 # --------------------------------------------------------------------------- manifest.json
@@ -237,12 +345,18 @@ def read_manifest(root: str | Path, storage_options: dict | None = None) -> dict
         RemoteError: an ``http(s)`` root whose server cannot be reached or refuses the request.
 
     """
-    fs, base = _fs(root, storage_options)
-    path = join(base, MANIFEST_NAME)
+    _no_such_folder(root)
     try:
+        fs, base = _fs(root, storage_options)
+        path = join(base, MANIFEST_NAME)
         with fs.open(path, "rb") as f:
             raw = f.read()
-    except FileNotFoundError:
+    except Exception as e:
+        remote = _remote_failure(root, e, storage_options)
+        if remote is not None:
+            raise remote from None
+        if not isinstance(e, FileNotFoundError):
+            raise
         from ..remote import http_unreachable, redact
 
         cause = http_unreachable(join(str(root), MANIFEST_NAME), storage_options)

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import schema
-from .manifest import read_index
+from ..errors import ManifestError
+from .manifest import read_index, read_manifest
 
 # --------------------------------------------------------------------------- stats
 
@@ -32,7 +33,11 @@ def stats(root: str | Path, storage_options: dict | None = None) -> dict:
     """
     kinds = [f"n_{k}" for k in schema.CAPTION_KINDS]
     tasks = [f"n_{t}" for t in schema.TASKS]
-    table = read_index(root, columns=[*_DIMENSIONS, *kinds, *tasks],
+    try:  # a root with a manifest: its index must be the one the manifest names
+        expect = read_manifest(root, storage_options)["index"]["sha256"]
+    except ManifestError:
+        expect = None
+    table = read_index(root, columns=[*_DIMENSIONS, *kinds, *tasks], expect_sha256=expect,
                        storage_options=storage_options)
     cols = table.to_pydict()
     n = table.num_rows

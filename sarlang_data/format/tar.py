@@ -221,11 +221,16 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     # the pid keeps two processes writing the same content-addressed file apart
     tmp = path.with_name(f"{path.name}.{os.getpid()}{PARTIAL_SUFFIX}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # a full disk (or any failure) leaves no partial file behind
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -314,8 +319,12 @@ class TarWriter:
         """Drop the partial file (nothing reaches the final name)."""
         if not self._closed:
             self._closed = True
-            self._file.close()
-            self.tmp.unlink(missing_ok=True)
+            try:
+                self._file.close()  # flushing may fail again (a full disk): drop the file anyway
+            except OSError:
+                pass
+            finally:
+                self.tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> TarWriter:
         return self

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import posixpath
 import tarfile
 from collections.abc import Mapping
@@ -18,6 +19,8 @@ from typing import Any
 from ..errors import SarlangError, VerifyError
 from ..remote import _fs, join
 from .manifest import PIXEL_COLUMN, read_manifest
+
+log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- verify
 
@@ -82,8 +85,53 @@ def _check_image(name: str, ext: str, data: bytes, row: Mapping[str, Any]) -> st
     return None
 
 
+def _decode_problem(name: str, ext: str, data: bytes) -> str | None:
+    """Decode an image member fully; return what stops it, or None."""
+    import warnings
+
+    from PIL import Image
+
+    from . import codec
+
+    try:
+        if ext == codec.EXT:
+            codec.decode_array(data)
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+    except Exception as e:  # noqa: BLE001 - whatever the decoder raises is the finding
+        return f"image {name} does not decode ({type(e).__name__}: {e})"
+    return None
+
+
+def _stray_shards(fs, base: str, listed: set[str]) -> tuple[list[str], bool]:
+    """Shard files under ``data/`` that the manifest does not list, and whether it could tell.
+
+    Stock ``datasets`` reads every ``.tar`` its globs match, so such a file would add rows the
+    manifest and index know nothing of. Roots whose storage cannot list folders (plain HTTP
+    servers without listings) cannot be checked.
+    """
+    try:
+        found = fs.find(join(base, "data"))
+    except Exception:  # noqa: BLE001 - a server without folder listings
+        return [], False
+    prefix = base.rstrip("/") + "/"
+    out = []
+    for p in found:
+        p = str(p)
+        rel = p[len(prefix):] if p.startswith(prefix) else p.split("/data/", 1)[-1]
+        if not rel.startswith("data/"):
+            rel = "data/" + rel.split("data/", 1)[-1]
+        if rel.endswith((".tar", ".tar.zst", ".tzst")) and rel not in listed:
+            out.append(rel)
+    return sorted(out), True
+
+
 def _verify_shard(
-    fs, base: str, shard: Mapping[str, Any], rows: list[dict], check_images: bool
+    fs, base: str, shard: Mapping[str, Any], rows: list[dict], check_images: bool,
+    decode: bool = False,
 ) -> tuple[list[str], int, int]:
     """Check one shard; return (problems, samples found, images hashed)."""
     rel = shard["path"]
@@ -120,6 +168,8 @@ def _verify_shard(
                         data = tf.extractfile(info).read()
                         images += 1
                         problem = _check_image(info.name, ext, data, row)
+                        if problem is None and decode:
+                            problem = _decode_problem(info.name, ext, data)
                         if problem:
                             problems.append(f"{rel}: {problem}")
             if dctx_reader is not None:
@@ -167,7 +217,8 @@ def _verify_shard(
 
 
 def verify(
-    root: str | Path, check_images: bool = True, storage_options: dict | None = None
+    root: str | Path, check_images: bool = True, storage_options: dict | None = None,
+    decode: bool = False,
 ) -> dict:
     """Check every shard and image of a root against its manifest and index.
 
@@ -175,15 +226,20 @@ def verify(
     and member offsets against ``index.parquet``; with ``check_images`` every image member's
     sha256 against the index (for pixel members, ``npy.zst``, the sha256 of the decompressed
     pixels against ``pixel_sha256``, the hash of the source image's decoded pixels); and the
-    index's own sha256 and row count against the manifest.
+    index's own sha256 and row count against the manifest. Shard files under ``data/`` that the
+    manifest does not list are problems too (stock ``datasets`` would read them), where the
+    storage can list folders. With ``decode`` every image is decoded fully as well (a root an
+    older build made may hold images that hash right but do not decode).
 
     Args:
         root: dataset root, a local path or an fsspec URL.
         check_images: also hash every image member.
         storage_options: passed to fsspec.
+        decode: also decode every image member (with ``check_images``).
 
     Returns:
-        ``{"shards": n, "samples": n, "images": n}``: what was checked.
+        ``{"shards": n, "samples": n, "images": n}``: what was checked (a warning says when
+        stray shards could not be looked for).
 
     Raises:
         ManifestError: if the manifest is missing or malformed.
@@ -223,10 +279,17 @@ def verify(
     listed = {s["path"] for s in manifest["shards"]}
     for shard_path in sorted(set(rows_by_shard) - listed):
         problems.append(f"{idx['path']}: rows point at {shard_path}, which the manifest lacks")
+    stray, stray_checked = _stray_shards(fs, base, listed)
+    if not stray_checked:
+        log.warning("root=%r: its storage lists no folders, so shard files the manifest does not "
+                    "list (which stock `datasets` would read) were not looked for", str(root))
+    for rel in stray:
+        problems.append(f"{rel}: a shard file not in the manifest (stock `datasets` would read "
+                        "its rows); remove it, or rebuild the root")
     samples = images = 0
     for shard in manifest["shards"]:
         found, n, k = _verify_shard(
-            fs, base, shard, rows_by_shard.get(shard["path"], []), check_images
+            fs, base, shard, rows_by_shard.get(shard["path"], []), check_images, decode
         )
         problems += found
         samples += n

@@ -187,6 +187,28 @@ def _remote_tree(api: Any, repo_id: str, revision: str | None) -> dict[str, Any]
         return {}
 
 
+def _offline_reason(api: Any) -> str | None:
+    """Why a dry run should not ask the Hub at all, or None: offline mode, or no server.
+
+    ``huggingface_hub`` raises at once under ``HF_HUB_OFFLINE``, and retries a refused
+    connection for ~24 s; one quick probe of the endpoint tells the same in well under a second.
+    """
+    from huggingface_hub import HfApi
+
+    if not isinstance(api, HfApi) or type(api).list_repo_tree is not HfApi.list_repo_tree:
+        return None  # a caller's own client (a test double, a mirror's) decides for itself
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set (offline mode), so the Hub is not asked"
+    endpoint = getattr(api, "endpoint", None)
+    if isinstance(endpoint, str):
+        from ..remote import http_unreachable
+
+        cause = http_unreachable(endpoint, timeout=5.0)
+        if cause is not None and cause.startswith("cannot connect"):
+            return f"the Hub at {endpoint} cannot be reached ({cause}), so it is not asked"
+    return None
+
+
 def _already_there(size: int, sha256: str, source: Path | bytes, remote: Any) -> bool:
     """Tell whether a repo file holds exactly these bytes."""
     if remote is None or remote.size != size:
@@ -243,14 +265,21 @@ def plan_publish(
             f"root={str(root)!r}: built with image_codec={codec!r} (pixel members), which the "
             "Hub copy must not carry; publish the source-codec root it was transcoded from, "
             "and let users pass --image-codec zstd to `sarlang-data download`")
-    try:
-        remote = _remote_tree(_hf_api(api, endpoint, token), repo_id, revision)
-    except RemoteError as e:
-        if not offline_ok:
-            raise
-        log.warning("%s; planned as for an empty repo: every file would be sent and none "
-                    "deleted", e)
-        remote = {}
+    hf = _hf_api(api, endpoint, token)
+    offline = _offline_reason(hf) if offline_ok else None
+    if offline is not None:
+        log.warning("repo=%r: %s; planned as for an empty repo: every file would be sent and "
+                    "none deleted", repo_id, offline)
+        remote: dict[str, Any] = {}
+    else:
+        try:
+            remote = _remote_tree(hf, repo_id, revision)
+        except RemoteError as e:
+            if not offline_ok:
+                raise
+            log.warning("%s; planned as for an empty repo: every file would be sent and none "
+                        "deleted", e)
+            remote = {}
     files = [PublishFile(p, n, sha, src, not _already_there(n, sha, src, remote.get(p)))
              for p, n, sha, src in local]
     # shards the manifest no longer lists, and a rejects report the root does not have (a

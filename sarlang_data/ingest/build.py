@@ -27,6 +27,7 @@ The per-image and per-shard work that runs in the pool is :mod:`sarlang_data.ing
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import hashlib
 import json
@@ -42,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import schema
 from ..configs import CONFIGS, rows_per_config
-from ..errors import BuildError
+from ..errors import BuildError, StorageError
 from ..format import codec
 from ..format.manifest import (
     INDEX_NAME,
@@ -63,6 +64,7 @@ from ..format.tar import (
     write_atomic,
 )
 from .workers import (
+    MAX_PIXELS,
     _hash_file,
     _Item,
     _Pool,
@@ -81,13 +83,15 @@ if TYPE_CHECKING:
 STATE_DIR = ".build"
 IMAGE_CODECS = codec.CODECS
 #: reject reasons that do not stand for a lost text row
-NOT_TEXT_ROWS = ("unused_image",)
+NOT_TEXT_ROWS = ("unused_image", "empty_file")
 #: Pillow format name -> image member extension
 
 
 @dataclass(frozen=True)
 class BuildOptions:
-    """Options of :func:`build`; everything but ``workers`` is recorded in the manifest.
+    """Options of :func:`build`; all but ``workers``, ``max_pixels``, ``overwrite`` recorded.
+
+    The manifest records every option that changes the bytes of the root.
 
     Attributes:
         workers: processes that read images and write shards (1 = no pool).
@@ -105,6 +109,11 @@ class BuildOptions:
             image format (``build.image_codec``).
         zstd_jpeg: with ``image_codec="zstd"``, store JPEG images as pixels too (their pixels
             take several times the JPEG's bytes; by default JPEG images keep their bytes).
+        max_pixels: images with more pixels (width x height) are rejected (``too_many_pixels``),
+            a guard against decompression bombs (default 4096 x 4096); not recorded in the
+            manifest, its effect is in the rejects.
+        overwrite: replace a root in ``out`` that was built from another release (or is a
+            downloaded subset); even then only files this package wrote are deleted.
 
     """
 
@@ -117,6 +126,8 @@ class BuildOptions:
     max_reject_rate: float = 0.05
     image_codec: str = "source"
     zstd_jpeg: bool = False
+    max_pixels: int = MAX_PIXELS
+    overwrite: bool = False
 
     def check(self) -> None:
         """Raise BuildError naming the first option that cannot work."""
@@ -146,6 +157,9 @@ class BuildOptions:
                 f"zstd_jpeg=True with image_codec={self.image_codec!r}: JPEG pixels are stored "
                 "only by the zstd codec; pass --image-codec zstd --zstd-jpeg, or drop --zstd-jpeg"
             )
+        if not isinstance(self.max_pixels, int) or self.max_pixels < 1:
+            raise BuildError(f"max_pixels={self.max_pixels!r}: must be a positive number of "
+                             f"pixels, e.g. --max-pixels {MAX_PIXELS}")
         if self.gsd_table is not None and not Path(self.gsd_table).is_file():
             raise BuildError(
                 f"gsd_table={str(self.gsd_table)!r}: no such file; pass the CSV written by "
@@ -159,6 +173,14 @@ class BuildOptions:
 
 
 # --------------------------------------------------------------------------- state and root
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
 
 
 def _claim_root(out: Path) -> Path:
@@ -204,21 +226,109 @@ def _record_done(state: Path, task: _ShardTask, result: ShardResult) -> None:
     write_atomic(_done_path(state, task.path), json.dumps(record).encode())
 
 
-def _clean_root(out: Path, planned: set[str]) -> None:
-    """Remove partial files and shards that the current plan does not name."""
-    for path in sorted(out.rglob(f"*{PARTIAL_SUFFIX}")):
-        path.unlink(missing_ok=True)
+_OWNED = "owned.json"
+#: the files of a root besides its shards, all written by the build
+_ROOT_FILES = (MANIFEST_NAME, INDEX_NAME, REJECTS_NAME, "README.md")
+_SHARD_SUFFIXES = (".tar", ".tar.zst", ".tzst")
+
+
+def _owned_shards(out: Path, state: Path) -> set[str]:
+    """Shard paths this package wrote in ``out``: the manifest's, the state's record, done ones."""
+    owned: set[str] = set(_read_json(state / _OWNED).get("shards", []))
+    manifest = _read_json(out / MANIFEST_NAME)
+    owned |= {s["path"] for s in manifest.get("shards", []) if isinstance(s, dict)
+              and isinstance(s.get("path"), str)}
+    for done in (state / "done").glob("*.json"):
+        path = _read_json(done).get("path")
+        if isinstance(path, str):
+            owned.add(path)
+    return owned
+
+
+def _check_ownership(out: Path, state: Path, parsed: ParsedRelease, opts: BuildOptions) -> None:
+    """Refuse a root of another release (without ``overwrite``) and any foreign shard file.
+
+    A complete root in ``out`` is "another root" when its manifest names another release
+    (other text files or row counts) or is a downloaded subset. Shard files under ``data/``
+    that neither that manifest nor this build's state names were not written by this package:
+    the build would not delete them, and stock ``datasets`` would read them as shards, so it
+    stops and names them. Nothing has been changed when this raises.
+    """
+    old = _read_json(out / MANIFEST_NAME)
+    if old and not opts.overwrite:
+        release = {"files": dict(sorted(parsed.files.items())), "text_rows": parsed.text_rows}
+        theirs = (old.get("build") or {}).get("release")
+        if "subset" in old or theirs != release:
+            what = ("a subset downloaded from " + str(old["subset"].get("from"))
+                    if "subset" in old else
+                    f"another release ({len((theirs or {}).get('files', {}))} text files, "
+                    f"{(theirs or {}).get('text_rows')} rows; this release: "
+                    f"{len(release['files'])} files, {release['text_rows']} rows)")
+            raise BuildError(
+                f"out={str(out)!r}: holds a dataset root of {what}; pass --overwrite "
+                "(overwrite=True) to replace it (only files this package wrote are deleted), "
+                "or build into a new folder"
+            )
+    owned = _owned_shards(out, state)
     data = out / "data"
-    if not data.is_dir():
-        return
-    for path in sorted(data.rglob("*")):
-        if path.is_file() and path.name.endswith((".tar", ".tar.zst")):
-            if path.relative_to(out).as_posix() not in planned:
-                log.info("removing %s: not a shard of this build", path)
-                path.unlink()
-    for path in sorted(data.rglob("*"), reverse=True):
-        if path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
+    foreign = sorted(p.relative_to(out).as_posix() for p in data.rglob("*")
+                     if p.is_file() and p.name.endswith(_SHARD_SUFFIXES)
+                     and p.relative_to(out).as_posix() not in owned) if data.is_dir() else []
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+        raise BuildError(
+            f"out={str(out)!r}: holds {len(foreign)} shard file(s) this package did not write "
+            f"({shown}); the build never deletes files it did not write, and stock `datasets` "
+            "would read them as shards of the root: move them out of the root, then rerun"
+        )
+    write_atomic(state / _OWNED, json.dumps({"shards": sorted(owned)}).encode())
+
+
+def _record_owned(state: Path, paths: set[str]) -> None:
+    """Add the planned shard paths to the state's record of what this package writes here."""
+    owned = set(_read_json(state / _OWNED).get("shards", [])) | paths
+    write_atomic(state / _OWNED, json.dumps({"shards": sorted(owned)}).encode())
+
+
+def _is_our_partial(rel: str, names: set[str]) -> bool:
+    """Whether ``rel`` is a temporary file of ours: ``NAME.partial`` or ``NAME.PID.partial``."""
+    if not rel.endswith(PARTIAL_SUFFIX):
+        return False
+    base = rel[: -len(PARTIAL_SUFFIX)]
+    head, _, pid = base.rpartition(".")
+    return base in names or (pid.isdigit() and head in names)
+
+
+def _clean_root(out: Path, planned: set[str], owned: set[str]) -> None:
+    """Remove our partial files, and the shards we wrote that the current plan does not name.
+
+    Only files this package wrote go: shards of the earlier manifest or state (``owned``) and
+    temporary files of those or of the root's own files. Anything else stays.
+    """
+    names = planned | owned | set(_ROOT_FILES)
+    for path in sorted(out.rglob(f"*{PARTIAL_SUFFIX}")):
+        rel = path.relative_to(out).as_posix()
+        if not rel.startswith(STATE_DIR + "/") and _is_our_partial(rel, names):
+            path.unlink(missing_ok=True)
+    emptied: set[Path] = set()
+    for rel in sorted(owned - planned):
+        path = out / rel
+        if path.is_file():
+            log.info("removing %s: a shard of the earlier build, not of this one", path)
+            path.unlink()
+            emptied.add(path.parent)
+    for folder in sorted(emptied, key=lambda p: len(p.parts), reverse=True):
+        while folder != out and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
+
+
+def _clean_partials(out: Path) -> None:
+    """After a failed write: drop our temporary files in the root (not the state's)."""
+    names = _owned_shards(out, out / STATE_DIR) | set(_ROOT_FILES)
+    for path in sorted(out.rglob(f"*{PARTIAL_SUFFIX}")):
+        if _is_our_partial(path.relative_to(out).as_posix(), names):
+            path.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- rejects
@@ -388,8 +498,21 @@ def build(
             "SARimages/ and Text/ (e.g. OUT/SARLANG_1M of `sarlang-data synth`)"
         )
     state = _claim_root(out)
-    with _gc_paused():
-        return _build(release, out, opts, state, progress)
+    try:
+        with _gc_paused():
+            return _build(release, out, opts, state, progress)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        _clean_partials(out)
+        free = shutil.disk_usage(out).free
+        where = getattr(e, "filename", None) or str(out)
+        raise StorageError(
+            f"out={str(out)!r}: no space left on the device while writing {where} "
+            f"({os.strerror(e.errno)}; {_size(free)} free there); free some space or build "
+            "into a folder on another disk, then rerun: finished shards are kept, partial "
+            "files were removed"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -420,6 +543,7 @@ def _build(
     # 1. parse
     parsed = parse_release(release, columns=opts.columns, gsd_table=opts.gsd_table,
                            originals=opts.originals)
+    _check_ownership(out, state, parsed, opts)
     rejects = [_reject_dict(r) for r in parsed.rejects]
     _check_reject_rate(out, rejects, 0, parsed.text_rows, opts.max_reject_rate)
     samples = sorted(parsed.samples, key=_order)
@@ -442,8 +566,10 @@ def _build(
             )
         tasks = _plan(entries, opts.shard_size, opts.compress)
         _start_plan(state, tasks)
+        owned = _owned_shards(out, state)
+        _record_owned(state, {t.path for t in tasks})
         _begin_changes(out)
-        _clean_root(out, {t.path for t in tasks})
+        _clean_root(out, {t.path for t in tasks}, owned)
         laps.append(("plan", time.perf_counter()))
 
         # 4. shards, one task each
@@ -474,7 +600,8 @@ def _read_images(
     pixels = str(state / "pixels") if codec.manifest_value(rule) != "source" else None
     jobs = [
         (s.key, str(parsed.image_paths[s.key]),
-         str(originals[s.key]) if s.key in originals else None, cache, pixels, rule)
+         str(originals[s.key]) if s.key in originals else None, cache, pixels, rule,
+         opts.max_pixels)
         for s in samples
     ]
     probes: list[_Probe] = []
@@ -507,7 +634,7 @@ def _entries(
             lost_rows += n_texts
             rejects.append({
                 "file": _release_rel(release, parsed.image_paths[s.key]), "line": 0,
-                "reason": "not_an_image",
+                "reason": p.reason,
                 "detail": f"{p.detail}; its {n_texts} text rows are dropped",
             })
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import os
 import re
@@ -180,14 +181,45 @@ def parse_file_name(name: str) -> Place:
     )
 
 
-def _walk(root: Path) -> Iterator[os.DirEntry]:
-    """Yield the files below ``root`` in sorted order, one ``os.scandir`` per folder."""
-    with os.scandir(root) as it:
-        entries = sorted(it, key=lambda e: e.name)
+def _walk(root: Path, _above: tuple[tuple[int, int], ...] = ()) -> Iterator[os.DirEntry]:
+    """Yield the files below ``root`` in sorted order, one ``os.scandir`` per folder.
+
+    Symbolic links are followed (a release assembled from links reads as the real one), but a
+    link to a folder that contains it (a loop, which would walk the same files for ever, or
+    until the path is too long) stops the walk with an error naming the link.
+
+    Raises:
+        ReleaseError: a symbolic link loop, or a folder that cannot be listed.
+
+    """
+    try:
+        st = os.stat(root)
+        with os.scandir(root) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as e:
+        raise ReleaseError(f"release folder {str(root)!r} cannot be listed ({e.strerror or e}); "
+                           "fix its permissions or the link that leads there") from None
+    here = (*_above, (st.st_dev, st.st_ino))
     for e in entries:
-        if e.is_dir(follow_symlinks=True):
-            yield from _walk(Path(e.path))
-        elif e.is_file(follow_symlinks=True):
+        try:
+            is_dir = e.is_dir(follow_symlinks=True)
+            is_file = not is_dir and e.is_file(follow_symlinks=True)
+            if is_dir:
+                target = os.stat(e.path)
+                if (target.st_dev, target.st_ino) in here:
+                    raise ReleaseError(
+                        f"{e.path!r} is a symbolic link loop (it leads back to "
+                        f"{os.path.realpath(e.path)!r}, a folder that holds it), so the "
+                        "release would be read again and again; remove the link"
+                    )
+        except OSError as err:
+            if err.errno != errno.ELOOP:
+                raise
+            raise ReleaseError(f"{e.path!r} is a symbolic link loop ({err.strerror}); remove "
+                               "the link") from None
+        if is_dir:
+            yield from _walk(Path(e.path), here)
+        elif is_file:
             yield e
 
 

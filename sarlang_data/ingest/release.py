@@ -40,6 +40,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -106,6 +107,9 @@ REJECT_REASONS = (
     "unparseable_row",
     "split_conflict",
     "unused_image",
+    "empty_file",
+    "control_characters",
+    "too_many_pixels",
 )
 #: Roles a text column can play, as accepted by the ``columns`` mapping.
 ROLES = ("image", "question", "answer", "caption", "task", "kind")
@@ -416,9 +420,16 @@ def _parse_release(release: Path, columns: dict[str, str] | None,
             head.append(r)
             if len(head) >= _SNIFF_ROWS:
                 break
-        if not head and not headers:
+        if not head:
+            # a text file with nothing to read: its rows (if it had any) are gone, which the
+            # build report must say, not an INFO line
             files_read[tf.rel] = 0
-            notes.append(f"{tf.rel}: empty file")
+            what = ("has a header line and no rows" if headers else "is empty")
+            rejects.append(Reject(tf.rel, 0, "empty_file",
+                                  f"the text file {what}; if it should hold rows, copy it "
+                                  "from the release again"))
+            log.warning("%s: the text file %s; it adds no rows (rejects.jsonl lists it)",
+                        tf.rel, what)
             continue
         sample = [v for _, v, p in head if p is None]
         cols, extra_task, col_notes = _detect_columns(
@@ -450,6 +461,20 @@ def _parse_release(release: Path, columns: dict[str, str] | None,
         log.info("%s", n)
     return ParsedRelease(samples, image_paths, original_paths, rejects, text_rows, files_read,
                          notes)
+
+
+#: control characters a text must not hold (tab, newline and carriage return are fine)
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL_NAMES = {0: "NUL", 7: "BEL", 8: "BS", 27: "ESC", 127: "DEL"}
+
+
+def _control_chars(text: str) -> str:
+    r"""Name the control characters in ``text`` (``'\\x00' (NUL), ...``), or '' if none."""
+    if not _CONTROL_RE.search(text):
+        return ""
+    found = sorted({ord(c) for c in _CONTROL_RE.findall(text)})
+    return ", ".join(f"'\\x{c:02x}'" + (f" ({_CONTROL_NAMES[c]})" if c in _CONTROL_NAMES else "")
+                     for c in found)
 
 
 def _chain(head: list[_Row], rest: Iterator[_Row]) -> Iterator[_Row]:
@@ -510,6 +535,13 @@ def _parse_rows(
                     "question" if not q else "answer")
                 add_reject(Reject(rel, line, "empty_text", f"empty {what}"))
                 continue
+        bad = _control_chars(text) if caption else (_control_chars(q) or _control_chars(a))
+        if bad:
+            what = "caption" if caption else ("question" if _control_chars(q) else "answer")
+            add_reject(Reject(rel, line, "control_characters",
+                              f"the {what} holds control character(s) {bad}, which no text of "
+                              "the release should carry (a damaged file?); fix the row"))
+            continue
         if img is None:
             add_reject(Reject(rel, line, "missing_image", (
                 f"image {ref!r} is not in SARimages/" if ref else "empty image reference")))

@@ -127,17 +127,51 @@ def _find_text_files(release: Path) -> tuple[list[_TextFile], list[str]]:
 _Row = tuple[int, list[str], str | None]
 
 
+def _check_last_record(text: str, start: int, rel: str) -> None:
+    """Raise when the file ends inside a quoted field (the csv module takes that silently).
+
+    A quote that is never closed swallows every following line into one field, and the csv
+    module returns that field at the end of the file without a word. The last record (from
+    line ``start``) then spans several lines with an odd number of quotes (quoting, and doubled
+    quotes inside quoted fields, always come in pairs).
+    """
+    if start < 1 or '"' not in text:
+        return
+    tail = "".join(text.splitlines(keepends=True)[start - 1:])
+    if tail.rstrip("\r\n").count("\n") and tail.count('"') % 2:
+        raise ReleaseError(
+            f"text file {rel!r}: line {start}: the file ends inside a quoted field: a quote "
+            f"opened on line {start} is never closed, so every following line reads as one "
+            f"field; fix or remove the stray '\"' on line {start} (fields holding quotes must "
+            "be quoted, with inner quotes doubled)"
+        )
+
+
 def _read_csv(text: str, rel: str) -> tuple[list[str], Iterator[_Row]]:
     """Return the header and an iterator over the data records of a CSV text."""
     reader = csv.reader(io.StringIO(text, newline=""))
     state = {"prev": 0}
 
+    # the csv module refuses fields over 128 KiB by default, and a validly quoted 1 MB caption
+    # is no error: no field can be longer than the file; the limit is the module's global, so it
+    # is raised for each record read and given back at once
+    limit = max(len(text) + 1, csv.field_size_limit())
+
     def records() -> Iterator[tuple[int, int, list[str]]]:
         try:
-            for row in reader:
+            while True:
+                old = csv.field_size_limit(limit)
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    _check_last_record(text, state.get("last", 0), rel)
+                    return
+                finally:
+                    csv.field_size_limit(old)
                 start = state["prev"] + 1
                 end = reader.line_num
                 state["prev"] = end
+                state["last"] = start
                 yield start, end, row
         except csv.Error as e:
             start = state["prev"] + 1
@@ -165,7 +199,7 @@ def _read_csv(text: str, rel: str) -> tuple[list[str], Iterator[_Row]]:
             if end - start >= _MAX_RECORD_LINES:
                 raise ReleaseError(
                     f"text file {rel!r}: line {start}: one record runs over lines {start}-{end}; "
-                    f"a quote opened on line {start} is not closed where it should be, which "
+                    f"a quote opened on line {start} is never closed where it should be, which "
                     f"swallows the following records; fix or remove the stray '\"' on line "
                     f"{start}"
                 )

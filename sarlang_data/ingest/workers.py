@@ -57,14 +57,42 @@ class _Probe:
     member_sha256: str = ""
     pixel_sha256: str | None = None
     kept: str = ""  # why an image the codec would store as pixels keeps its bytes
+    reason: str = "not_an_image"  # the reject reason when not ok
 
 
-def _probe(job: tuple[str, str, str | None, str | None, str | None, dict[str, str]]
-           ) -> _Probe:
-    """Hash one image, read its format and size, encode its pixels, compress its original."""
+#: the build's default limit on an image's pixels (width x height): 16 times the largest
+#: SARLANG-1M image (1024 x 1024, OpenEarthMap-SAR); a 12000 x 12000 PNG would take ~475 MB of
+#: memory in every stream that decodes it
+MAX_PIXELS = 4096 * 4096
+
+
+def _decode_fully(data: bytes) -> str | None:
+    """Decode every pixel of an image; return why it cannot be decoded, or None."""
+    import warnings
+
     from PIL import Image
 
-    key, image_path, original_path, cache_dir, pixel_dir, rule = job
+    try:
+        with warnings.catch_warnings():
+            # the build applies its own pixel limit (max_pixels) before decoding
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+    except Exception as e:  # noqa: BLE001 - whatever Pillow raises, the image is unusable
+        return _REPR_RE.sub("(bytes)", f"{type(e).__name__}: {e}")
+    return None
+
+
+def _probe(job: tuple) -> _Probe:
+    """Hash one image, read its format and size, decode it fully, compress its original.
+
+    Encoding the pixels of an image (the zstd codec) decodes it fully; any other image is
+    decoded here once, so a truncated or corrupt one is rejected at build, not in a stream.
+    """
+    from PIL import Image
+
+    key, image_path, original_path, cache_dir, pixel_dir, rule = job[:6]
+    max_pixels = job[6] if len(job) > 6 else MAX_PIXELS
     try:
         data = Path(image_path).read_bytes()
     except OSError as e:
@@ -73,6 +101,10 @@ def _probe(job: tuple[str, str, str | None, str | None, str | None, dict[str, st
     try:
         with Image.open(io.BytesIO(data)) as im:
             fmt, (width, height) = im.format, im.size
+    except Image.DecompressionBombError as e:  # Pillow's own limit, above ours by default
+        return _Probe(key, False, f"{e} (Pillow refuses it); it is over max_pixels="
+                      f"{max_pixels} as well", sha256=sha, size=len(data),
+                      reason="too_many_pixels")
     except Exception as e:  # noqa: BLE001 - whatever Pillow raises, the file is not an image
         # drop object reprs ("<_io.BytesIO object at 0x7f...>"): rejects.jsonl is deterministic
         why = _REPR_RE.sub("(bytes)", f"{type(e).__name__}: {e}")
@@ -81,11 +113,26 @@ def _probe(job: tuple[str, str, str | None, str | None, str | None, dict[str, st
     if ext is None:
         return _Probe(key, False, f"it is a {fmt} image; shards carry PNG or JPEG only",
                       sha256=sha, size=len(data))
+    if width * height > max_pixels:
+        return _Probe(key, False, f"it has {width} x {height} = {width * height} pixels, more "
+                      f"than max_pixels={max_pixels} (a guard against decompression bombs: "
+                      "every stream would decode it); raise the limit with --max-pixels if "
+                      "such images are meant to be there", sha256=sha, size=len(data),
+                      reason="too_many_pixels")
     probe = _Probe(key, True, ext=ext, width=width, height=height, sha256=sha, size=len(data))
+    decoded = False
     if pixel_dir is not None and rule.get(ext, "source") != "source":
         probe = _encode_pixels(probe, data, Path(pixel_dir), rule)
         if not probe.ok:
             return probe
+        decoded = probe.member is not None  # encoding the pixels decoded every one of them
+    if not decoded:
+        # the header parse above does not read the pixel data: a truncated or corrupt image
+        # would pass it and fail in every stream that decodes it
+        why = _decode_fully(data)
+        if why is not None:
+            return _Probe(key, False, f"Pillow cannot decode it ({why})", sha256=sha,
+                          size=len(data))
     if original_path is None or cache_dir is None:
         return probe
     try:

@@ -176,6 +176,8 @@ class SarlangConfig(datasets.BuilderConfig):
         chat_group: ``text`` (one conversation per caption or QA pair, the default) or
             ``image`` (one multi-turn conversation per image).
         max_turns: with ``chat_group="image"``, the most turns in one row.
+        check_hashes: check image members against their records' sha256 while reading (None:
+            for remote roots only).
 
     """
 
@@ -187,6 +189,7 @@ class SarlangConfig(datasets.BuilderConfig):
     chat_format: str | None = None
     chat_group: str | None = None
     max_turns: int | None = None
+    check_hashes: bool | None = None
 
 
 class SarlangBuilder(datasets.GeneratorBasedBuilder):
@@ -243,6 +246,7 @@ class SarlangBuilder(datasets.GeneratorBasedBuilder):
             "decode": kwargs.get("decode", True),
             "on_error": kwargs.get("on_error", "raise"),
             "layout": [layout.chat_format, layout.group, layout.max_turns],
+            "check_hashes": kwargs.get("check_hashes"),
             "package": __version__,
             "outer": kwargs.get("hash"),  # e.g. the loading script's own hash
         }
@@ -413,10 +417,15 @@ class SarlangBuilder(datasets.GeneratorBasedBuilder):
         return self._reader()
 
     def _reader(self) -> _ShardReader:
+        from ...remote import join
+
         c = self.config
         return _ShardReader(c.name, c.cities, c.tiers, c.sources, self._layout, c.on_error,
                             _fs_options(self.storage_options, self._root), self.read_stats,
-                            self._root, self._manifest["index"]["sha256"])
+                            self._root, self._manifest["index"]["sha256"],
+                            c.check_hashes,
+                            {join(self._root, s["path"]): int(s["samples"])
+                             for s in self._manifest["shards"]})
 
     def _node(self) -> tuple[int, int] | None:
         """Return this process's ``(rank, world_size)`` for streaming, or None (no split)."""

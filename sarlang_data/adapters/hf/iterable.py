@@ -18,7 +18,7 @@ from typing import Any
 
 import datasets
 
-from ...errors import ConfigError
+from ...errors import ConfigError, ShardError
 from ...format.codec import decode_image
 from ...stream.partition import (
     Part,
@@ -213,6 +213,14 @@ if _BaseExamplesIterable is not None:
         out["buffer"] = [list(p) for p in state.get("buffer") or ()]
         return out
 
+    def _url_of(inner: Any, key: Any) -> str:
+        """Return the shard URL of a streamed row's key ``(shard_idx, k)``, for messages."""
+        urls = getattr(inner, "urls", None)
+        if urls and isinstance(key, tuple) and key and isinstance(key[0], int) \
+                and 0 <= key[0] < len(urls):
+            return urls[key[0]]
+        return "<shard>"
+
     class _TypedRows(_BaseExamplesIterable):
         """Streamed rows that already have their feature types.
 
@@ -303,11 +311,33 @@ if _BaseExamplesIterable is not None:
                     last_bytes, last_image = value["bytes"], decode(value)
                 return last_image.copy()
 
-            for key, row in self.ex_iterable:
-                if "image" in row:
-                    row["image"] = decoded(row["image"])
-                else:
-                    row["images"] = [decoded(v) for v in row["images"]]
+            inner = self.ex_iterable
+            reader = getattr(inner, "reader", None)
+            skip = getattr(reader, "on_error", "raise") == "skip"
+            bad_bytes: Any = None  # the image of the last sample skipped (its other rows too)
+            for key, row in inner:
+                try:
+                    if "image" in row:
+                        row["image"] = decoded(row["image"])
+                    else:
+                        row["images"] = [decoded(v) for v in row["images"]]
+                except Exception as e:  # noqa: BLE001 - whatever the decoder raises
+                    value = row.get("image") or (row.get("images") or [{}])[0]
+                    if skip and isinstance(value, dict) and value.get("bytes") is bad_bytes:
+                        continue  # another row of the sample already skipped
+                    url = _url_of(inner, key)
+                    cause = (f"sample {row.get('key')!r}: its image does not decode "
+                             f"({type(e).__name__}: {e}); the shard was built by a version that "
+                             "checked only image headers, or is damaged")
+                    if not skip:
+                        raise ShardError(url, -1, cause, "rebuild the root (the build now "
+                                         "rejects such images), or pass on_error='skip'"
+                                         ) from None
+                    log.warning("skipping a sample: shard %r: %s", url, cause)
+                    bad_bytes = value.get("bytes") if isinstance(value, dict) else None
+                    if reader is not None:
+                        reader.stats.skip("bad_image")
+                    continue
                 yield key, row
 
     class SarlangIterableDataset(datasets.IterableDataset):

@@ -9,7 +9,7 @@ from typing import Any
 
 from ... import schema
 from ...configs import DEFAULT_CONFIG, get_config
-from ...errors import ConfigError, unknown_name
+from ...errors import ArgumentError, ConfigError, unknown_name
 from .builder import DATASET_ALIAS, SarlangBuilder, resolve_root
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,9 @@ def load_dataset(
         features: ``datasets.Features`` to cast the rows to (as ``datasets`` does).
         **kwargs: ``cache_dir``, and the ``datasets.load_dataset`` options
             ``download_mode``, ``verification_mode``, ``keep_in_memory``, ``num_proc``,
-            ``token``; ``trust_remote_code`` is accepted and has no effect; ``data_files``,
+            ``token``; ``check_hashes`` (check image members against their sha256 while
+            streaming; None, the default, checks remote roots only: it costs ~5% of a read
+            that decodes); ``trust_remote_code`` is accepted and has no effect; ``data_files``,
             ``download_config`` and ``save_infos`` are refused with the reason.
 
     Returns:
@@ -119,10 +121,12 @@ def load_dataset(
             match nothing.
         ManifestError: no dataset root at ``path`` (missing or newer-format manifest).
         ShardError: a corrupt shard while reading, with ``on_error="raise"``.
-        TypeError: an unknown keyword argument.
+        ArgumentError: an unknown keyword argument (a ``TypeError``); the message names the
+            closest valid one.
 
     """
     cache_dir = kwargs.pop("cache_dir", None)
+    check_hashes = kwargs.pop("check_hashes", None)
     passthrough = {k: kwargs.pop(k) for k in _PASSTHROUGH if k in kwargs}
     for key in [k for k in kwargs if k in _IGNORED]:
         log.debug("load_dataset(%s=%r): ignored: %s", key, kwargs.pop(key), _IGNORED[key])
@@ -130,11 +134,7 @@ def load_dataset(
         if key in _REFUSED:
             raise ConfigError(f"load_dataset({key}=...): not taken here: {_REFUSED[key]}")
     if kwargs:
-        raise TypeError(
-            f"load_dataset() got unexpected keyword arguments {sorted(kwargs)}; it takes "
-            f"cache_dir, {', '.join(_PASSTHROUGH)} and {', '.join(_IGNORED)} besides its named "
-            "arguments"
-        )
+        raise _unknown_keywords(kwargs)
     get_config(name)
     if not streaming and (equalize or distributed not in (None, False)):
         raise ConfigError(
@@ -157,6 +157,7 @@ def load_dataset(
         chat_format=chat_format,
         chat_group=chat_group,
         max_turns=max_turns,
+        check_hashes=check_hashes,
         equalize=equalize,
         distributed=distributed,
     )
@@ -208,6 +209,23 @@ def _with_revision(root: str, revision: str | None) -> str:
             f"revision={revision!r}: root {root!r} already names a revision; pass one of them")
     rest = tail[len(repo):]
     return f"hf://{head}/{repo}@{quote(str(revision), safe='')}{rest}"
+
+
+def _unknown_keywords(kwargs: Mapping[str, Any]) -> ArgumentError:
+    """Build the error for keywords ``load_dataset`` does not take, naming the closest ones."""
+    import difflib
+    import inspect
+
+    valid = [p for p in inspect.signature(load_dataset).parameters
+             if p not in ("path", "name", "kwargs")]
+    valid += ["cache_dir", "check_hashes", *_PASSTHROUGH, *_IGNORED]
+    parts = []
+    for k in sorted(kwargs):
+        near = difflib.get_close_matches(k, valid, n=1, cutoff=0.5)
+        parts.append(f"{k}={kwargs[k]!r}: unknown keyword"
+                     + (f"; did you mean {near[0]}=?" if near else ""))
+    return ArgumentError(f"load_dataset() got unexpected keyword arguments {sorted(kwargs)}: "
+                         f"{'; '.join(parts)}; it takes {', '.join(valid)}")
 
 
 def _check_split(builder: SarlangBuilder, split: Any) -> None:

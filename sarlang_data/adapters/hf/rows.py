@@ -32,6 +32,8 @@ class _ShardReader:
         root: the dataset root, whose ``index.parquet`` gives the byte offset of the sample
             a row starts in (None: shards are read from their start).
         index_sha256: the index's hash in the manifest (the key of the per-process cache).
+        check_hashes: check image members against their records' sha256 (None: remote only).
+        shard_samples: samples per shard URL (the manifest's): skipped shards count them.
 
     """
 
@@ -45,6 +47,8 @@ class _ShardReader:
     stats: ReadStats
     root: str | None = None
     index_sha256: str | None = None
+    check_hashes: bool | None = None
+    shard_samples: dict[str, int] | None = None
 
     def rows(self, url: str, shard_idx: int, start: int = 0, size: int | None = None, *,
              plain_keys: bool = False, end: int | None = None
@@ -95,7 +99,8 @@ class _ShardReader:
             return
         samples = iter_samples(url, on_error=self.on_error,
                                storage_options=self.storage_options, stats=self.stats,
-                               size=size, offset=offset)
+                               size=size, offset=offset, check_hashes=self.check_hashes,
+                               samples=(self.shard_samples or {}).get(url))
         try:
             for sample in samples:
                 if expect is not None:
