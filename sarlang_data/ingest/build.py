@@ -105,6 +105,9 @@ class BuildOptions:
             image format (``build.image_codec``).
         zstd_jpeg: with ``image_codec="zstd"``, store JPEG images as pixels too (their pixels
             take several times the JPEG's bytes; by default JPEG images keep their bytes).
+        pixel_version: with ``image_codec="zstd"``, the pixel member version: 2 (a predictor
+            per image before zstd: about the PNG's bytes on speckle-filtered images) or 1 (the
+            members of roots built before it). Recorded as ``build.pixel_version``.
 
     """
 
@@ -117,6 +120,7 @@ class BuildOptions:
     max_reject_rate: float = 0.05
     image_codec: str = "source"
     zstd_jpeg: bool = False
+    pixel_version: int = codec.PIXEL_VERSION
 
     def check(self) -> None:
         """Raise BuildError naming the first option that cannot work."""
@@ -145,6 +149,11 @@ class BuildOptions:
             raise BuildError(
                 f"zstd_jpeg=True with image_codec={self.image_codec!r}: JPEG pixels are stored "
                 "only by the zstd codec; pass --image-codec zstd --zstd-jpeg, or drop --zstd-jpeg"
+            )
+        if self.pixel_version not in codec.PIXEL_VERSIONS:
+            raise BuildError(
+                f"pixel_version={self.pixel_version!r}: unknown; use one of "
+                f"{', '.join(map(str, codec.PIXEL_VERSIONS))} (--pixel-version 2, the default)"
             )
         if self.gsd_table is not None and not Path(self.gsd_table).is_file():
             raise BuildError(
@@ -474,7 +483,8 @@ def _read_images(
     pixels = str(state / "pixels") if codec.manifest_value(rule) != "source" else None
     jobs = [
         (s.key, str(parsed.image_paths[s.key]),
-         str(originals[s.key]) if s.key in originals else None, cache, pixels, rule)
+         str(originals[s.key]) if s.key in originals else None, cache, pixels, rule,
+         opts.pixel_version)
         for s in samples
     ]
     probes: list[_Probe] = []
@@ -604,12 +614,13 @@ def _finish(
     records = [e["record"] for e in entries]
     manifest = {
         "format": schema.FORMAT_NAME,
-        "format_version": schema.FORMAT_VERSION,
+        "format_version": codec.format_version(opts.codec_rule, opts.pixel_version),
         "build": {
             "shard_size": opts.shard_size,
             "compress": opts.compress,
             "originals": opts.originals,
             "image_codec": codec.manifest_value(opts.codec_rule),
+            **codec.manifest_pixel_version(opts.codec_rule, opts.pixel_version),
             "gsd_table": _hash_file(Path(opts.gsd_table)) if opts.gsd_table else None,
             "columns": dict(sorted(opts.columns.items())) if opts.columns else None,
             "max_reject_rate": opts.max_reject_rate,

@@ -59,12 +59,12 @@ class _Probe:
     kept: str = ""  # why an image the codec would store as pixels keeps its bytes
 
 
-def _probe(job: tuple[str, str, str | None, str | None, str | None, dict[str, str]]
+def _probe(job: tuple[str, str, str | None, str | None, str | None, dict[str, str], int]
            ) -> _Probe:
     """Hash one image, read its format and size, encode its pixels, compress its original."""
     from PIL import Image
 
-    key, image_path, original_path, cache_dir, pixel_dir, rule = job
+    key, image_path, original_path, cache_dir, pixel_dir, rule, version = job
     try:
         data = Path(image_path).read_bytes()
     except OSError as e:
@@ -83,7 +83,7 @@ def _probe(job: tuple[str, str, str | None, str | None, str | None, dict[str, st
                       sha256=sha, size=len(data))
     probe = _Probe(key, True, ext=ext, width=width, height=height, sha256=sha, size=len(data))
     if pixel_dir is not None and rule.get(ext, "source") != "source":
-        probe = _encode_pixels(probe, data, Path(pixel_dir), rule)
+        probe = _encode_pixels(probe, data, Path(pixel_dir), rule, version)
         if not probe.ok:
             return probe
     if original_path is None or cache_dir is None:
@@ -106,12 +106,13 @@ def _probe(job: tuple[str, str, str | None, str | None, str | None, dict[str, st
                    original_sha256=tif_sha)
 
 
-def _encode_pixels(probe: _Probe, data: bytes, pixel_dir: Path, rule: dict[str, str]
-                   ) -> _Probe:
+def _encode_pixels(probe: _Probe, data: bytes, pixel_dir: Path, rule: dict[str, str],
+                   version: int) -> _Probe:
     """Store an image's pixels as a member in the content-addressed cache (once per image)."""
     from ..errors import SarlangError
 
-    cached = pixel_dir / f"{probe.sha256}.{probe.ext}.l{codec.LEVEL}.{codec.EXT}"
+    name = f"l{codec.LEVEL}" if version == 1 else f"v{version}"
+    cached = pixel_dir / f"{probe.sha256}.{probe.ext}.{name}.{codec.EXT}"
     member = pixel_sha = None
     if cached.is_file():  # an earlier run of this build encoded it
         try:
@@ -121,7 +122,7 @@ def _encode_pixels(probe: _Probe, data: bytes, pixel_dir: Path, rule: dict[str, 
             member = None
     if member is None:
         try:
-            m = codec.encode_member(data, probe.ext, rule)
+            m = codec.encode_member(data, probe.ext, rule, version)
         except ValueError as e:
             why = _REPR_RE.sub("(bytes)", str(e))
             return _Probe(probe.key, False, f"{why}; its pixels cannot be stored",
