@@ -119,19 +119,35 @@ def test_version_1_and_2_members_hold_the_same_pixels(mode):
     assert codec.encode_array(a.copy(), 2).member == v2.member
 
 
-def test_the_smallest_predictor_is_chosen():
+def _rule(sizes: list[int]) -> int:
+    """The choice docs/format.md describes: a costlier predictor must save the margin."""
+    best = 0
+    for p in (1, 2):
+        if sizes[p] < (1 - codec.PREDICTOR_MARGIN) * sizes[best]:
+            best = p
+    return best
+
+
+def test_the_smallest_predictor_is_chosen_unless_a_cheaper_one_is_nearly_as_small():
     rng = np.random.default_rng(3)
     y, x = np.indices((128, 128))
     smooth = ((x * 1.5 + y * 0.7) % 256).astype(np.uint8)  # a plane: grad leaves ~zeros
     noise = rng.integers(0, 256, (128, 128), dtype=np.uint8)  # nothing predicts noise
-    rows = np.repeat(rng.integers(0, 256, (1, 128), dtype=np.uint8), 128, axis=0)  # up: zeros
-    for a, want in ((smooth, 2), (noise, 0), (rows, 1)):
+    # each row the one above plus a little noise: up leaves the noise, grad doubles it
+    walk = np.cumsum(np.vstack([noise[:1], rng.integers(-2, 3, (127, 128))]), axis=0
+                     ).astype(np.uint8)
+    for a, want in ((smooth, 2), (noise, 0), (walk, 1)):
         member = codec.encode_array(a, 2).member
         sizes = [len(codec._encode_v2(a, predictors=(p,))) for p in range(3)]
-        assert _decompressed(member)[7] == want == int(np.argmin(sizes))
-        assert len(member) == min(sizes)
+        assert _decompressed(member)[7] == want == _rule(sizes)
+        assert len(member) == sizes[want]
         assert codec.decode_array(member).tobytes() == a.tobytes()
     assert len(codec.encode_array(smooth, 2).member) < len(codec.encode_array(smooth, 1).member) / 4
+    # images where the predictors come close: the rule, whichever it picks
+    for k in range(6):
+        a = (noise // (k + 1) + smooth // (6 - k)).astype(np.uint8)
+        sizes = [len(codec._encode_v2(a, predictors=(p,))) for p in range(3)]
+        assert _decompressed(codec.encode_array(a, 2).member)[7] == _rule(sizes)
 
 
 def test_without_imagecodecs_the_numpy_prefix_sum_decodes_the_same(monkeypatch):

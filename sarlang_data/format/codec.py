@@ -12,7 +12,8 @@ build wrote and ``format_version`` is 2 for roots of version-2 members):
   format: dtype and shape in a text header, readable by ``np.load``), zstd level 9. On raw
   speckle it costs about the PNG's bytes (1.06x), on speckle-filtered (smooth) images 1.3-1.5x.
 - **version 2** (what builds write): ``zstd(b"\x93SARPX" + version + predictor + npy of the
-  residuals)``: a reversible predictor, chosen per image by size among ``none``, ``up``
+  residuals)``: a reversible predictor, chosen per image by size (a predictor that costs more to
+  decode must save :data:`PREDICTOR_MARGIN` of the bytes) among ``none``, ``up``
   (minus the pixel above) and ``grad`` (the ``up`` residuals minus their left neighbour in
   C order: the planar predictor ``left + up - upleft`` of smooth images), before zstd's
   optimal parser (``btopt``, 3-byte matches). On speckle-filtered images it costs about the
@@ -67,8 +68,12 @@ EXT = "npy.zst"
 PIXEL_VERSIONS = (1, 2)
 #: the member version builds and transcodes write unless told otherwise
 PIXEL_VERSION = 2
-#: version-2 predictors, by their id byte
+#: version-2 predictors, by their id byte, in the order of their decoding cost
 PREDICTORS = ("none", "up", "grad")
+#: a costlier predictor is chosen only when its frame is this fraction smaller than the best
+#: cheaper one: on raw speckle ``up`` saves ~3% of ``none``'s bytes but costs a decoding pass
+#: (a third of the decode time at 512 px); on filtered images ``grad`` saves 25-35%
+PREDICTOR_MARGIN = 0.04
 #: image codecs a build, transcode or download accepts
 CODECS = ("source", "zstd")
 #: image member extensions of the release's bytes, by the format Pillow finds
@@ -308,7 +313,11 @@ def _unpredict(res: np.ndarray, predictor: int) -> np.ndarray:
 
 
 def _encode_v2(arr: np.ndarray, predictors: tuple[int, ...] = (0, 1, 2)) -> bytes:
-    """Return the smallest version-2 member of C-order pixels (predictors tried in order)."""
+    """Return the version-2 member of C-order pixels: the smallest, by :data:`PREDICTOR_MARGIN`.
+
+    Predictors are tried in order of decoding cost; a later one replaces the best so far only
+    when its frame is more than the margin smaller.
+    """
     header = npy_header(arr.dtype.str, arr.shape, lead=_V2_LEAD)
     cctx = _cctx(2)
     best: bytes | None = None
@@ -316,7 +325,7 @@ def _encode_v2(arr: np.ndarray, predictors: tuple[int, ...] = (0, 1, 2)) -> byte
         res = _residuals(arr, pid)
         member = cctx.compress(b"".join((_V2_MAGIC, bytes((2, pid)), header,
                                          memoryview(res).cast("B"))))
-        if best is None or len(member) < len(best):
+        if best is None or len(member) < (1 - PREDICTOR_MARGIN) * len(best):
             best = member
     assert best is not None
     return best
