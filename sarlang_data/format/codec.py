@@ -71,9 +71,10 @@ PIXEL_VERSION = 2
 #: version-2 predictors, by their id byte, in the order of their decoding cost
 PREDICTORS = ("none", "up", "grad")
 #: a costlier predictor is chosen only when its frame is this fraction smaller than the best
-#: cheaper one: on raw speckle ``up`` saves ~3% of ``none``'s bytes but costs a decoding pass
-#: (a third of the decode time at 512 px); on filtered images ``grad`` saves 25-35%
-PREDICTOR_MARGIN = 0.04
+#: cheaper one: on raw speckle ``up`` saves 3-5% of ``none``'s bytes but costs a decoding pass
+#: (a third of the decode time at 512 px), so raw speckle keeps version 1's bytes and speed;
+#: on filtered images ``grad`` saves 25-35%
+PREDICTOR_MARGIN = 0.08
 #: image codecs a build, transcode or download accepts
 CODECS = ("source", "zstd")
 #: image member extensions of the release's bytes, by the format Pillow finds
@@ -82,10 +83,11 @@ SOURCE_EXTS = ("png", "jpg")
 #: levels 6-9 decode fastest (~0.24 ms per 512x512 image; level 3 0.36 ms, level 19 0.34 ms)
 #: and compress in ~0.5 ms; higher levels save 0-1.5% of the bytes at 8-40x the compress time.
 LEVEL = 9
-#: zstd parameters of version-2 members: the optimal parser with 3-byte matches finds the short
-#: repeats of smooth residuals (speckle-filtered 512 px images: 1.12x PNG at level 9, 1.02x
-#: here) at 10-20 ms per image and predictor; decompression is as fast as level 9's
-#: (bench/bench_codec.py)
+#: zstd parameters of version-2 ``up`` and ``grad`` members: the optimal parser with 3-byte
+#: matches finds the short repeats of smooth residuals (speckle-filtered 512 px images: 1.12x
+#: PNG at level 9, 1.02x here) at 10-20 ms per image and predictor. ``none`` members use
+#: :data:`LEVEL`, as version 1: on raw speckle the optimal parser saves ~2% but its frames
+#: decompress ~30% slower (bench/bench_codec.py)
 V2_PARAMS = dict(strategy=zstandard.STRATEGY_BTOPT, window_log=18, chain_log=12, hash_log=15,
                  search_log=1, min_match=3, target_length=16)
 #: Pillow format name of the plugin
@@ -319,12 +321,11 @@ def _encode_v2(arr: np.ndarray, predictors: tuple[int, ...] = (0, 1, 2)) -> byte
     when its frame is more than the margin smaller.
     """
     header = npy_header(arr.dtype.str, arr.shape, lead=_V2_LEAD)
-    cctx = _cctx(2)
     best: bytes | None = None
     for pid in predictors:
         res = _residuals(arr, pid)
-        member = cctx.compress(b"".join((_V2_MAGIC, bytes((2, pid)), header,
-                                         memoryview(res).cast("B"))))
+        member = _cctx(1 if pid == 0 else 2).compress(b"".join((
+            _V2_MAGIC, bytes((2, pid)), header, memoryview(res).cast("B"))))
         if best is None or len(member) < (1 - PREDICTOR_MARGIN) * len(best):
             best = member
     assert best is not None
