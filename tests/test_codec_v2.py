@@ -120,12 +120,9 @@ def test_version_1_and_2_members_hold_the_same_pixels(mode):
 
 
 def _rule(sizes: list[int]) -> int:
-    """The choice docs/format.md describes: a costlier predictor must save the margin."""
-    best = 0
-    for p in (1, 2):
-        if sizes[p] < (1 - codec.PREDICTOR_MARGIN) * sizes[best]:
-            best = p
-    return best
+    """The choice docs/format.md describes: least size * (1 + cost), the first on a tie."""
+    scores = [n * (1 + c) for n, c in zip(sizes, (0.0, 0.08, 0.10), strict=True)]
+    return scores.index(min(scores))
 
 
 def test_the_smallest_predictor_is_chosen_unless_a_cheaper_one_is_nearly_as_small():

@@ -13,7 +13,7 @@ build wrote and ``format_version`` is 2 for roots of version-2 members):
   speckle it costs about the PNG's bytes (1.06x), on speckle-filtered (smooth) images 1.3-1.5x.
 - **version 2** (what builds write): ``zstd(b"\x93SARPX" + version + predictor + npy of the
   residuals)``: a reversible predictor, chosen per image by size (a predictor that costs more to
-  decode must save :data:`PREDICTOR_MARGIN` of the bytes) among ``none``, ``up``
+  decode must save its :data:`PREDICTOR_COSTS` share of the bytes) among ``none``, ``up``
   (minus the pixel above) and ``grad`` (the ``up`` residuals minus their left neighbour in
   C order: the planar predictor ``left + up - upleft`` of smooth images), before zstd's
   optimal parser (``btopt``, 3-byte matches). On speckle-filtered images it costs about the
@@ -70,11 +70,12 @@ PIXEL_VERSIONS = (1, 2)
 PIXEL_VERSION = 2
 #: version-2 predictors, by their id byte, in the order of their decoding cost
 PREDICTORS = ("none", "up", "grad")
-#: a costlier predictor is chosen only when its frame is this fraction smaller than the best
-#: cheaper one: on raw speckle ``up`` saves 3-5% of ``none``'s bytes but costs a decoding pass
-#: (a third of the decode time at 512 px), so raw speckle keeps version 1's bytes and speed;
-#: on filtered images ``grad`` saves 25-35%
-PREDICTOR_MARGIN = 0.08
+#: what each predictor's decoding costs, as a fraction of the bytes it must save to be chosen:
+#: the encoder keeps the frame of least ``size * (1 + cost)``. On raw speckle ``up`` saves 3-5%
+#: of ``none``'s bytes but costs a decoding pass (a third of the decode time at 512 px), so raw
+#: speckle keeps version 1's bytes and speed; on filtered images ``grad`` saves 25-35% of
+#: ``none`` and ~6% of ``up``, for one C prefix sum more
+PREDICTOR_COSTS = (0.0, 0.08, 0.10)
 #: image codecs a build, transcode or download accepts
 CODECS = ("source", "zstd")
 #: image member extensions of the release's bytes, by the format Pillow finds
@@ -315,19 +316,19 @@ def _unpredict(res: np.ndarray, predictor: int) -> np.ndarray:
 
 
 def _encode_v2(arr: np.ndarray, predictors: tuple[int, ...] = (0, 1, 2)) -> bytes:
-    """Return the version-2 member of C-order pixels: the smallest, by :data:`PREDICTOR_MARGIN`.
+    """Return the version-2 member of C-order pixels of least ``size * (1 + cost)``.
 
-    Predictors are tried in order of decoding cost; a later one replaces the best so far only
-    when its frame is more than the margin smaller.
+    The costs are :data:`PREDICTOR_COSTS`; on a tie the predictor tried first wins.
     """
     header = npy_header(arr.dtype.str, arr.shape, lead=_V2_LEAD)
     best: bytes | None = None
+    score = 0.0
     for pid in predictors:
         res = _residuals(arr, pid)
         member = _cctx(1 if pid == 0 else 2).compress(b"".join((
             _V2_MAGIC, bytes((2, pid)), header, memoryview(res).cast("B"))))
-        if best is None or len(member) < (1 - PREDICTOR_MARGIN) * len(best):
-            best = member
+        if best is None or len(member) * (1 + PREDICTOR_COSTS[pid]) < score:
+            best, score = member, len(member) * (1 + PREDICTOR_COSTS[pid])
     assert best is not None
     return best
 
