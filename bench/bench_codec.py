@@ -1,8 +1,12 @@
 """Image codec benchmark: PNG (Pillow) vs pixel members (``--image-codec zstd``), one run.
 
-For each image size (512 and 256 by default) it makes a seeded synthetic release, builds the
-source root (the release's PNG/JPEG bytes), transcodes it to a zstd root, and measures over the
-same samples (the PNG images of the high-resolution sources; SARDet JPEGs stay JPEG):
+For each image size (512 and 256 by default) and each kind of image (``raw``: the synthetic
+speckle; ``filtered``: the same release with every PNG passed through a speckle filter, median
+5x5 by default, as the authors' preprocessed images are smooth) it makes a seeded synthetic
+release, builds the source root (the release's PNG/JPEG bytes), transcodes it to a zstd root of
+pixel members version 2 (the default) and one of version 1 (``zstd1``: roots built before it),
+and measures over the same samples (the PNG images of the high-resolution sources; SARDet JPEGs
+stay JPEG):
 
 - decode-only loops: Pillow on the PNG bytes, zlib's inflate of their IDAT alone, the zstd codec
   to a PIL image and to a numpy array, zstd's decompression alone;
@@ -28,11 +32,15 @@ pipeline's per-shard cost weighs more per image here than in 256 MiB shards of r
 (the "decode=False" and "rows only" lines show it); it is the same for both codecs.
 
 Targets (issue 7): at 512x512 the zstd codec gives >= 5x Pillow-on-PNG images per core through
-``load_dataset`` and through the DataLoader, at <= 1.1x the PNG root's bytes.
+``load_dataset`` and through the DataLoader, at <= 1.1x the PNG root's bytes. Issue 15 (pixel
+members version 2): on filtered 512 px images <= 1.05x the PNG members' bytes while decoding
+>= 4x Pillow-on-PNG per core through ``load_dataset``; on raw speckle no more bytes than
+version 1. The DataLoader variants run on the raw images only (``--kinds``).
 
 Usage::
 
-    python bench/bench_codec.py                  # sizes 512 and 256, preview preset, seed 0
+    python bench/bench_codec.py                  # sizes 512 and 256, raw and filtered
+    python bench/bench_codec.py --kinds filtered --sizes 512 --no-dataloader
 """
 
 from __future__ import annotations
@@ -67,14 +75,35 @@ _TICK = os.sysconf("SC_CLK_TCK")
 # --------------------------------------------------------------------------- roots
 
 
-def make_roots(work: Path, preset: str, size: int, seed: int) -> dict:
-    """Synthesise a release, build its source root and transcode it to zstd; time both."""
+#: speckle filters of the ``filtered`` kind (Pillow's; the release's exact filter is unknown)
+FILTERS = {"median5": ("MedianFilter", 5), "median3": ("MedianFilter", 3),
+           "box3": ("BoxBlur", 1)}
+
+
+def filter_release(release: Path, name: str) -> int:
+    """Pass every PNG of a synthetic release through a speckle filter, in place."""
+    from PIL import Image, ImageFilter
+
+    cls, arg = FILTERS[name]
+    n = 0
+    for path in sorted(release.rglob("*.png")):
+        with Image.open(path) as im:
+            out = im.filter(getattr(ImageFilter, cls)(arg))
+        out.save(path, format="PNG", compress_level=6)  # as synth writes its PNGs
+        n += 1
+    return n
+
+
+def make_roots(work: Path, preset: str, size: int, seed: int, filt: str | None = None) -> dict:
+    """Synthesise a release (filtered if asked), build its source root, transcode it to zstd."""
     from sarlang_data.ingest import synth
     from sarlang_data.ingest.build import BuildOptions, build
     from sarlang_data.ingest.transcode import transcode_root
 
     syn, src, zst = work / "syn", work / "source", work / "zstd"
     synth.generate(syn, preset=preset, seed=seed, image_size=size, progress=False, workers=2)
+    if filt:
+        filter_release(syn / "SARLANG_1M", filt)
     t = time.perf_counter()
     build(syn / "SARLANG_1M", src, BuildOptions(gsd_table=syn / "gsd_table.csv", workers=2),
           progress=False)
@@ -82,9 +111,13 @@ def make_roots(work: Path, preset: str, size: int, seed: int) -> dict:
     t = time.perf_counter()
     transcode_root(src, zst, workers=2, progress=False)
     t_transcode = time.perf_counter() - t
+    t = time.perf_counter()
+    transcode_root(src, work / "zstd1", workers=2, progress=False, pixel_version=1)
+    t_transcode1 = time.perf_counter() - t
     n = read_manifest(src)["counts"]["samples"]
-    return {"release": syn / "SARLANG_1M", "source": src, "zstd": zst,
-            "build_s": t_build, "transcode_s": t_transcode, "samples": n}
+    return {"release": syn / "SARLANG_1M", "source": src, "zstd": zst, "zstd1": work / "zstd1",
+            "build_s": t_build, "transcode_s": t_transcode, "transcode_v1_s": t_transcode1,
+            "samples": n}
 
 
 def members(root: Path, keys: list[str] | None = None) -> tuple[list[str], list[bytes]]:
@@ -328,27 +361,30 @@ def through_dataloader(roots: dict[str, Path], workers: int, kind: str, passes: 
 
 
 def smoothed_bytes(pngs: list[bytes]) -> dict:
-    """PNG vs pixel-member bytes of the images after a speckle-like smoothing filter."""
+    """PNG vs pixel-member bytes (both versions) of the images after other smoothing filters."""
     from PIL import Image, ImageFilter
 
     out = {}
     for name, filt in (("median 5x5", ImageFilter.MedianFilter(5)),
+                       ("median 3x3", ImageFilter.MedianFilter(3)),
                        ("box 3x3", ImageFilter.BoxBlur(1))):
-        png_b = zst_b = 0
-        smooth_png, smooth_zst = [], []
+        png_b = v1_b = v2_b = 0
+        smooth_png, smooth_v2 = [], []
         for data in pngs:
             im = Image.open(io.BytesIO(data)).filter(filt)
             buf = io.BytesIO()
             im.save(buf, format="PNG", compress_level=6)  # as the synthetic release's PNGs
-            member = codec.encode_image(im).member
+            v2 = codec.encode_image(im, version=2).member
             png_b += buf.tell()
-            zst_b += len(member)
+            v1_b += len(codec.encode_image(im, version=1).member)
+            v2_b += len(v2)
             smooth_png.append(buf.getvalue())
-            smooth_zst.append(member)
-        out[name] = {"png_bytes": png_b, "zstd_bytes": zst_b, "ratio": zst_b / png_b,
+            smooth_v2.append(v2)
+        out[name] = {"png_bytes": png_b, "v1_bytes": v1_b, "v2_bytes": v2_b,
+                     "v1_ratio": v1_b / png_b, "v2_ratio": v2_b / png_b,
                      **{k: v["ms_per_image"] for k, v in best_cpu({
                          "pillow_png_ms": loop(pillow_decode, smooth_png),
-                         "zstd_codec_ms": loop(codec.decode_image, smooth_zst)}, 3).items()}}
+                         "zstd_v2_ms": loop(codec.decode_image, smooth_v2)}, 3).items()}}
     return out
 
 
@@ -356,14 +392,20 @@ def smoothed_bytes(pngs: list[bytes]) -> dict:
 
 
 def bench_size(work: Path, preset: str, size: int, seed: int, repeat: int, passes: int,
-               batch_size: int) -> dict:
-    roots = make_roots(work, preset, size, seed)
+               batch_size: int, filt: str | None, dataloader: bool) -> dict:
+    roots = make_roots(work, preset, size, seed, filt)
     keys, pngs = members(roots["source"])
     zkeys, zsts = members(roots["zstd"], set(keys))
-    assert zkeys == keys and all(codec.is_member(m) for m in zsts), "roots differ"
-    log = lambda msg: print(f"  [{size}] {msg}", file=sys.stderr)  # noqa: E731
-    log(f"{len(keys)} PNG images; build {roots['build_s']:.1f} s, "
-        f"transcode {roots['transcode_s']:.1f} s")
+    z1keys, z1s = members(roots["zstd1"], set(keys))
+    assert zkeys == keys == z1keys and all(codec.is_member(m) for m in zsts + z1s), "roots differ"
+    kind = filt or "raw"
+    log = lambda msg: print(f"  [{size} {kind}] {msg}", file=sys.stderr)  # noqa: E731
+    log(f"{len(keys)} PNG images; build {roots['build_s']:.1f} s, transcode "
+        f"{roots['transcode_s']:.1f} s (v1 {roots['transcode_v1_s']:.1f} s)")
+    predictors = [0] * len(codec.PREDICTORS)
+    for m in zsts:
+        raw = codec._dctx().decompress(m)  # noqa: SLF001
+        predictors[raw[7]] += 1
 
     dctx = codec._dctx()  # noqa: SLF001 - the codec's own decompressor, for the bare cost
     decode = best_cpu({
@@ -372,33 +414,44 @@ def bench_size(work: Path, preset: str, size: int, seed: int, repeat: int, passe
         "zstd codec -> PIL (decode_image)": loop(codec.decode_image, zsts),
         "zstd codec -> numpy (decode_array)": loop(codec.decode_array, zsts),
         "zstd decompress only": loop(dctx.decompress, zsts),
+        "zstd v1 -> PIL (decode_image)": loop(codec.decode_image, z1s),
+        "zstd v1 decompress only": loop(dctx.decompress, z1s),
     }, repeat)
     log("decode-only loops done")
+    names = {"source": "PNG", "zstd": "zstd", "zstd1": "zstd v1"}
     load = best_cpu({
-        f"{'PNG' if c == 'source' else 'zstd'} root, decode={dec}":
-            through_load_dataset(roots[c], dec)
-        for dec in (True, False) for c in ("source", "zstd")
+        f"{names[c]} root, decode={dec}": through_load_dataset(roots[c], dec)
+        for dec in (True, False) for c in ("source", "zstd", "zstd1")
     }, repeat)
     log("load_dataset done")
     loader = {}
-    for workers in (0, 2):
-        for kind in VARIANTS:
-            got = through_dataloader({"PNG": roots["source"], "zstd": roots["zstd"]}, workers,
-                                     kind, passes, batch_size, max(2, repeat // 2))
-            for name, m in got.items():
-                loader[f"{name} root, {workers} workers, {kind}"] = m
-    log("DataLoader done")
+    if dataloader:
+        for workers in (0, 2):
+            for variant in VARIANTS:
+                got = through_dataloader({"PNG": roots["source"], "zstd": roots["zstd"]},
+                                         workers, variant, passes, batch_size,
+                                         max(2, repeat // 2))
+                for name, m in got.items():
+                    loader[f"{name} root, {workers} workers, {variant}"] = m
+        log("DataLoader done")
 
     src_m, zst_m = read_manifest(roots["source"]), read_manifest(roots["zstd"])
+    z1_m = read_manifest(roots["zstd1"])
     sizes = {
         "shards_png_root": src_m["counts"]["bytes"],
         "shards_zstd_root": zst_m["counts"]["bytes"],
+        "shards_zstd_v1_root": z1_m["counts"]["bytes"],
         "shards_ratio": zst_m["counts"]["bytes"] / src_m["counts"]["bytes"],
+        "shards_v1_ratio": z1_m["counts"]["bytes"] / src_m["counts"]["bytes"],
         "png_members": sum(map(len, pngs)),
         "zstd_members": sum(map(len, zsts)),
+        "zstd_v1_members": sum(map(len, z1s)),
         "members_ratio": sum(map(len, zsts)) / sum(map(len, pngs)),
-        "smoothed": smoothed_bytes(pngs),
+        "members_v1_ratio": sum(map(len, z1s)) / sum(map(len, pngs)),
+        "v2_predictors": dict(zip(codec.PREDICTORS, predictors, strict=True)),
     }
+    if filt is None:
+        sizes["smoothed"] = smoothed_bytes(pngs)
     log("bytes done")
 
     def ratio(table: dict, a: str, b: str) -> float:
@@ -409,44 +462,61 @@ def bench_size(work: Path, preset: str, size: int, seed: int, repeat: int, passe
             ratio(decode, "zstd codec -> PIL (decode_image)", "pillow PNG"),
         "decode-only: zstd codec (numpy) / pillow PNG":
             ratio(decode, "zstd codec -> numpy (decode_array)", "pillow PNG"),
+        "decode-only: zstd v1 (PIL) / pillow PNG":
+            ratio(decode, "zstd v1 -> PIL (decode_image)", "pillow PNG"),
         "load_dataset decode=True: zstd / PNG":
             ratio(load, "zstd root, decode=True", "PNG root, decode=True"),
+        "load_dataset decode=True: zstd v1 / PNG":
+            ratio(load, "zstd v1 root, decode=True", "PNG root, decode=True"),
     }
-    for workers in (0, 2):
-        for kind in list(VARIANTS)[:3]:
-            ratios[f"DataLoader {workers} workers, {kind}: zstd / PNG"] = ratio(
-                loader, f"zstd root, {workers} workers, {kind}",
-                f"PNG root, {workers} workers, {kind}")
-    return {"images": len(keys), "samples": roots["samples"], "build_s": roots["build_s"],
-            "transcode_s": roots["transcode_s"], "decode_only": decode, "load_dataset": load,
-            "dataloader": loader, "bytes": sizes, "ratios": ratios}
+    if dataloader:
+        for workers in (0, 2):
+            for variant in list(VARIANTS)[:3]:
+                ratios[f"DataLoader {workers} workers, {variant}: zstd / PNG"] = ratio(
+                    loader, f"zstd root, {workers} workers, {variant}",
+                    f"PNG root, {workers} workers, {variant}")
+    return {"kind": kind, "size": size, "images": len(keys), "samples": roots["samples"],
+            "build_s": roots["build_s"], "transcode_s": roots["transcode_s"],
+            "transcode_v1_s": roots["transcode_v1_s"], "decode_only": decode,
+            "load_dataset": load, "dataloader": loader, "bytes": sizes, "ratios": ratios}
 
 
-def report(size: int, r: dict) -> None:
-    print(f"\n== {size}x{size}: {r['images']} PNG images of {r['samples']} samples "
+def report(name: str, r: dict) -> None:
+    print(f"\n== {name}: {r['images']} PNG images of {r['samples']} samples "
           f"(per CPU second, best pass)")
     for title in ("decode_only", "load_dataset", "dataloader"):
+        if not r[title]:
+            continue
         print(f"{title}:")
-        for name, m in r[title].items():
+        for label, m in r[title].items():
             extra = (f"  wall {m['images_per_wall_s']:8,.0f}/s" if "images_per_wall_s" in m
                      else "")
-            print(f"  {name:50} {m['images_per_cpu_s']:9,.0f} img/s  "
+            print(f"  {label:50} {m['images_per_cpu_s']:9,.0f} img/s  "
                   f"{m['ms_per_image']:6.3f} ms{extra}")
     b = r["bytes"]
     print(f"bytes: shards PNG root {b['shards_png_root']:,}, zstd root {b['shards_zstd_root']:,} "
-          f"({b['shards_ratio']:.3f}x); image members {b['members_ratio']:.3f}x")
-    for name, s in b["smoothed"].items():
-        print(f"  smoothed ({name}): members {s['ratio']:.3f}x the PNG bytes; decode "
-              f"{s['pillow_png_ms']:.3f} ms PNG vs {s['zstd_codec_ms']:.3f} ms zstd")
+          f"({b['shards_ratio']:.3f}x; v1 {b['shards_v1_ratio']:.3f}x); image members "
+          f"{b['members_ratio']:.3f}x (v1 {b['members_v1_ratio']:.3f}x); v2 predictors "
+          f"{b['v2_predictors']}")
+    for label, sm in b.get("smoothed", {}).items():
+        print(f"  smoothed ({label}): members v2 {sm['v2_ratio']:.3f}x (v1 {sm['v1_ratio']:.3f}x) "
+              f"the PNG bytes; decode {sm['pillow_png_ms']:.3f} ms PNG vs {sm['zstd_v2_ms']:.3f} "
+              "ms zstd v2")
     print("ratios:")
-    for name, v in r["ratios"].items():
-        print(f"  {name:52} {v:6.2f}")
+    for label, v in r["ratios"].items():
+        print(f"  {label:52} {v:6.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print a table and write the JSON results."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[512, 256])
+    ap.add_argument("--kinds", nargs="+", default=["raw", "filtered"],
+                    choices=["raw", "filtered"])
+    ap.add_argument("--filter", default="median5", choices=sorted(FILTERS),
+                    help="the speckle filter of the filtered kind")
+    ap.add_argument("--no-dataloader", action="store_true",
+                    help="skip the DataLoader variants (they run on raw images only)")
     ap.add_argument("--preset", default="preview", choices=["tiny", "preview"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=5)
@@ -461,28 +531,44 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_codec-") as tmp:
         base = a.work or Path(tmp)
         for size in a.sizes:
-            results[str(size)] = bench_size(base / f"s{size}", a.preset, size, a.seed, a.repeat,
-                                            a.passes, a.batch_size)
-    for size in a.sizes:
-        report(size, results[str(size)])
+            for kind in a.kinds:
+                filt = a.filter if kind == "filtered" else None
+                name = f"{size}" if kind == "raw" else f"{size} {a.filter}"
+                results[name] = bench_size(
+                    base / f"s{size}-{kind}", a.preset, size, a.seed, a.repeat, a.passes,
+                    a.batch_size, filt, kind == "raw" and not a.no_dataloader)
+    for name, r in results.items():
+        report(name, r)
 
-    top = results.get("512")
-    targets = None
-    if top is not None:
-        r = top["ratios"]
-        targets = {
-            "load_dataset zstd/PNG >= 5": r["load_dataset decode=True: zstd / PNG"] >= 5,
+    targets = {}
+    raw, filtered = results.get("512"), results.get(f"512 {a.filter}")
+    if raw is not None and raw["dataloader"]:
+        r = raw["ratios"]
+        targets.update({
+            "load_dataset zstd/PNG >= 5 (raw)": r["load_dataset decode=True: zstd / PNG"] >= 5,
             "DataLoader, 0 workers, direct arrays: zstd/PNG >= 5":
                 r["DataLoader 0 workers, direct arrays: zstd / PNG"] >= 5,
             "DataLoader, 2 workers, direct arrays: zstd/PNG >= 5":
                 r["DataLoader 2 workers, direct arrays: zstd / PNG"] >= 5,
             "DataLoader, 2 workers, members decoded in main: zstd/PNG >= 5":
                 r["DataLoader 2 workers, members, decoded in main: zstd / PNG"] >= 5,
-            "zstd root bytes <= 1.1x PNG root": top["bytes"]["shards_ratio"] <= 1.1,
-        }
+        })
+    if raw is not None:
+        targets.update({
+            "zstd root bytes <= 1.1x PNG root (raw)": raw["bytes"]["shards_ratio"] <= 1.1,
+            "raw speckle: v2 members <= v1 members":
+                raw["bytes"]["zstd_members"] <= raw["bytes"]["zstd_v1_members"],
+        })
+    if filtered is not None:
+        targets.update({
+            "filtered: v2 members <= 1.05x PNG": filtered["bytes"]["members_ratio"] <= 1.05,
+            "filtered: load_dataset zstd/PNG >= 4":
+                filtered["ratios"]["load_dataset decode=True: zstd / PNG"] >= 4,
+        })
+    if targets:
         print("\ntargets at 512x512:")
-        for name, ok in targets.items():
-            print(f"  {name:60} {'met' if ok else 'MISSED'}")
+        for label, ok in targets.items():
+            print(f"  {label:60} {'met' if ok else 'MISSED'}")
 
     a.out.mkdir(parents=True, exist_ok=True)
     doc = {
@@ -490,10 +576,12 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "platform": platform.platform(),
                     "load_average": os.getloadavg()},
-        "codec": {"level": codec.LEVEL, "ext": codec.EXT},
-        "synth": {"preset": a.preset, "seed": a.seed, "sizes": a.sizes},
+        "codec": {"level": codec.LEVEL, "ext": codec.EXT, "pixel_version": codec.PIXEL_VERSION,
+                  "v2_params": {k: int(v) for k, v in codec.V2_PARAMS.items()}},
+        "synth": {"preset": a.preset, "seed": a.seed, "sizes": a.sizes, "kinds": a.kinds,
+                  "filter": a.filter},
         "repeat": a.repeat, "passes": a.passes, "batch_size": a.batch_size,
-        "results": results, "targets_512": targets,
+        "results": results, "targets_512": targets or None,
     }
     text = json.dumps(doc, indent=1) + "\n"
     stamp = time.strftime("%Y%m%d-%H%M%S")

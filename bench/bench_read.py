@@ -666,6 +666,15 @@ RATIOS = [
     ("our reader / minimal parser + group + orjson (the same work)",
      "our reader (iter_samples)", "minimal parser + group + orjson", None, "cpu"),
     ("our reader / stdlib tarfile", "our reader (iter_samples)", "stdlib tarfile", None, "cpu"),
+    # issue 15: rows without decoding at the parse floor (0.9 at 512 px, 0.5 at 64 px), and
+    # decoded images scaling with DataLoader workers (2 workers >= 1.8x one process)
+    ("images decode=False / minimal tar parser", "ours images, decode=False",
+     "minimal tar parser", None, "cpu"),
+    ("vqa decode=False / minimal tar parser (images/s)", "ours vqa, decode=False",
+     "minimal tar parser", None, "cpu"),
+    ("DataLoader images decoded, collate, 2 workers / 0 workers (wall)",
+     "DataLoader images decoded, collate, 2 workers",
+     "DataLoader images decoded, collate, 0 workers", 1.8, "wall"),
     ("images decoded / decode-only (per core)", "ours images, decoded", "PIL decode-only loop",
      0.9, "cpu"),
     ("DataLoader images decoded, collate, 2 workers (wall) / decode-only (1 core)",

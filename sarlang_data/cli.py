@@ -43,8 +43,8 @@ def _cmd_build(a: argparse.Namespace) -> int:
     opts = BuildOptions(
         workers=a.workers, shard_size=a.shard_size, originals=a.originals, compress=a.compress,
         gsd_table=a.gsd_table, columns=columns, max_reject_rate=a.max_reject_rate,
-        image_codec=a.image_codec, zstd_jpeg=a.zstd_jpeg, max_pixels=a.max_pixels,
-        overwrite=a.overwrite,
+        image_codec=a.image_codec, zstd_jpeg=a.zstd_jpeg, pixel_version=a.pixel_version,
+        max_pixels=a.max_pixels, overwrite=a.overwrite,
     )
     manifest = build(a.release, a.out, opts, progress=not a.quiet)
     if not a.no_stock and a.image_codec == "source":
@@ -66,7 +66,8 @@ def _cmd_transcode(a: argparse.Namespace) -> int:
 
     before = read_manifest(a.root)["counts"]["bytes"]
     manifest = transcode_root(a.root, a.out, image_codec=a.image_codec, zstd_jpeg=a.zstd_jpeg,
-                              workers=a.workers, progress=not a.quiet)
+                              pixel_version=a.pixel_version, workers=a.workers,
+                              progress=not a.quiet)
     print(f"transcoded {a.root} -> {a.out}: {describe(manifest, before)}")
     return 0
 
@@ -80,6 +81,10 @@ def _add_codec_options(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--zstd-jpeg", action="store_true",
                    help="with --image-codec zstd, store JPEG images as pixels too (their "
                         "pixels take several times the JPEG's bytes)")
+    p.add_argument("--pixel-version", type=int, choices=[1, 2], default=2,
+                   help="with --image-codec zstd, the pixel member version: 2 (a predictor "
+                        "per image before zstd; about the PNG's bytes on speckle-filtered "
+                        "images) or 1 (the members of roots built before version 2)")
 
 
 def _cmd_verify(a: argparse.Namespace) -> int:

@@ -14,8 +14,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-#: Version of the on-disk format (shards, manifest, index). Readers refuse newer ones.
-FORMAT_VERSION = 1
+#: Newest version of the on-disk format (shards, manifest, index) this package reads and writes.
+#: Readers refuse newer ones. 1: the release's bytes and version-1 pixel members; 2: roots of
+#: version-2 pixel members (``format/codec.py``); a root records the lowest version that reads it.
+FORMAT_VERSION = 2
 FORMAT_NAME = "sarlang-data"
 
 SOURCES = ("sardet100k", "spacenet6", "dfc2023", "oem_sar")

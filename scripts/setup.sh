@@ -63,7 +63,7 @@ if [ ! -x .venv-ds3/bin/python ]; then
   "$PY" -m venv .venv-ds3
 fi
 .venv-ds3/bin/pip install -q --upgrade pip
-.venv-ds3/bin/pip install -q 'datasets==3.6.0' numpy pillow zstandard pyarrow tqdm
+.venv-ds3/bin/pip install -q 'datasets==3.6.0' numpy pillow zstandard pyarrow tqdm imagecodecs
 .venv-ds3/bin/pip install -q --no-deps -e .
 
 # LLaMA-Factory 0.9.5 for the export test (its loader on an exported folder). It pins

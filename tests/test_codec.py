@@ -68,7 +68,7 @@ def _pixels(im: Image.Image) -> tuple:
 @pytest.mark.parametrize("mode", list(codec.MODES))
 def test_every_mode_round_trips_through_the_documented_layout(mode):
     im = _images(np.random.default_rng(1))[mode]
-    enc = codec.encode_image(im)
+    enc = codec.encode_image(im, version=1)
     params = zstandard.get_frame_parameters(enc.member)
     npy = zstandard.ZstdDecompressor().decompress(enc.member)
     assert params.content_size == len(npy) and params.has_checksum
@@ -90,12 +90,12 @@ def test_every_mode_round_trips_through_the_documented_layout(mode):
     assert np.array_equal(codec.decode_array(enc.member), np.asarray(im))
     assert codec.mode_of(codec.decode_array(enc.member)) == mode
     # the same pixels always give the same bytes
-    assert codec.encode_image(im.copy()).member == enc.member
+    assert codec.encode_image(im.copy(), version=1).member == enc.member
 
 
 def test_decode_array_views_or_owns_its_memory():
     im = _images(np.random.default_rng(2))["L"]
-    member = codec.encode_image(im).member
+    member = codec.encode_image(im, version=1).member
     view = codec.decode_array(member)
     own = codec.decode_array(member, writable=True)
     assert not view.flags.writeable and own.flags.writeable
@@ -209,12 +209,15 @@ def test_pillow_plugin_opens_and_saves_members():
     # the stock datasets feature decodes members through the plugin
     got = datasets.Image().decode_example({"bytes": member, "path": None})
     assert _pixels(got) == _pixels(im)
-    # and datasets re-encodes such images in this format (lossless), never as PNG
+    # and datasets re-encodes such images in this format (lossless), never as PNG: as
+    # version-1 members (one fast compression) of the same pixels
+    v1 = codec.encode_image(im, version=1).member
+    assert codec.member_version(member) == 2 and codec.member_version(v1) == 1
     buf = io.BytesIO()
     opened.save(buf, format=codec.FORMAT)
-    assert buf.getvalue() == member
-    for image in (opened, codec.decode_image(member)):
-        assert datasets.Image().encode_example(image) == {"path": None, "bytes": member}
+    assert buf.getvalue() == v1
+    for image in (opened, codec.decode_image(member), Image.open(io.BytesIO(v1))):
+        assert datasets.Image().encode_example(image) == {"path": None, "bytes": v1}
     # a zstd frame of something else is no image
     with pytest.raises(Image.UnidentifiedImageError):
         Image.open(io.BytesIO(zstandard.ZstdCompressor().compress(b"not pixels" * 9)))
@@ -279,11 +282,14 @@ def test_transcode_gives_the_bytes_of_a_zstd_build(zstd_root, zstd_built, tiny_r
     assert _files(zstd_root) == _files(zstd_built)
     src, new = read_manifest(tiny_root), read_manifest(zstd_root)
     # only where the images sit changes; counts, configs and build options stay
-    for key in ("counts", "configs", "rejects", "format_version"):
+    for key in ("counts", "configs", "rejects"):
         want = dict(src[key], bytes=new["counts"]["bytes"]) if key == "counts" else src[key]
         assert new[key] == want
-    assert {k: v for k, v in new["build"].items() if k != "image_codec"} == \
-        {k: v for k, v in src["build"].items() if k != "image_codec"}
+    # version-2 pixel members: a reader of format version 1 must not take the root
+    assert (src["format_version"], new["format_version"]) == (1, 2)
+    assert new["build"]["pixel_version"] == 2 and "pixel_version" not in src["build"]
+    assert {k: v for k, v in new["build"].items() if k not in ("image_codec", "pixel_version")} \
+        == {k: v for k, v in src["build"].items() if k != "image_codec"}
     assert [(s["path"], s["samples"], s["configs"]) for s in new["shards"]] == \
         [(s["path"], s["samples"], s["configs"]) for s in src["shards"]]
     # on speckled SAR the pixels take about the PNG's bytes

@@ -10,6 +10,7 @@ import datasets
 import fsspec
 import pytest
 
+from sarlang_data import schema
 from sarlang_data.adapters import console, hf
 from sarlang_data.configs import CONFIGS, get_config
 from sarlang_data.errors import ConfigError, ManifestError, ShardError
@@ -381,9 +382,10 @@ def test_root_without_manifest(tmp_path):
 def test_manifest_of_a_newer_format(copy_root, tmp_path):
     root = copy_root()
     m = json.loads((root / "manifest.json").read_text())
-    m["format_version"] += 1
+    m["format_version"] = schema.FORMAT_VERSION + 1
     (root / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(ManifestError, match=r"format_version=2 is newer.*pip install -U"):
+    with pytest.raises(ManifestError, match=rf"format_version={schema.FORMAT_VERSION + 1} is "
+                                            r"newer.*pip install -U"):
         _load(root, "vqa", tmp_path, streaming=True)
 
 

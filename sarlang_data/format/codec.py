@@ -2,28 +2,41 @@ r"""The pixel codec: decoded pixels stored losslessly as ``{key}.npy.zst`` membe
 
 PNG decoding is the wall for training on decoded images: zlib's inflate alone caps any PNG
 decoder near 400-680 images/s per core at 512x512. Training copies (``--image-codec zstd``)
-therefore store an image's decoded pixels instead of its file: a ``.npy`` array (numpy's own
-self-describing format: dtype and shape in a text header, readable by ``np.load``) compressed as
-one zstd frame. On speckled SAR it costs about the PNG's bytes (1.06x) and decodes about 7x
-faster (``bench/bench_codec.py``).
+therefore store an image's decoded pixels instead of its file, compressed as one zstd frame.
+
+Two member versions exist; a member says which it is, so a reader decodes both (roots keep
+reading whatever their build wrote; the manifest's ``build.pixel_version`` says what a root's
+build wrote and ``format_version`` is 2 for roots of version-2 members):
+
+- **version 1**: ``zstd(npy)``, the pixels as a ``.npy`` array (numpy's own self-describing
+  format: dtype and shape in a text header, readable by ``np.load``), zstd level 9. On raw
+  speckle it costs about the PNG's bytes (1.06x), on speckle-filtered (smooth) images 1.3-1.5x.
+- **version 2** (what builds write): ``zstd(b"\x93SARPX" + version + predictor + npy of the
+  residuals)``: a reversible predictor, chosen per image by size (a predictor that costs more to
+  decode must save its :data:`PREDICTOR_COSTS` share of the bytes) among ``none``, ``up``
+  (minus the pixel above) and ``grad`` (the ``up`` residuals minus their left neighbour in
+  C order: the planar predictor ``left + up - upleft`` of smooth images), before zstd's
+  optimal parser (``btopt``, 3-byte matches). On speckle-filtered images it costs about the
+  PNG's bytes, on raw speckle less than version 1; decoding adds one pass of vectorised
+  numpy adds (``up``) and one C prefix sum (``grad``, ``imagecodecs.delta_decode``).
 
 This module is the one owner of that member format (``docs/format.md``, "Pixel members"):
 
 - :func:`encode_image` / :func:`encode_member`: pixels -> member bytes and their pixel hash;
 - :func:`decode_array` / :func:`decode_image`: member bytes -> numpy array / PIL image;
 - :func:`pixel_sha256`, :func:`member_pixel_sha256`: the hash that proves a member holds
-  exactly the pixels Pillow decoded from the source image;
+  exactly the pixels Pillow decoded from the source image (the same for both versions: the
+  sha256 of the version-1 ``.npy`` bytes);
 - a Pillow plugin (format ``NPYZST``), registered on import: ``PIL.Image.open`` reads members,
   so the stock ``datasets.Image()`` feature decodes them too, and ``Image.save(f, "NPYZST")``
-  writes them (so ``datasets`` re-encodes images decoded from members losslessly in this
-  format, never as PNG).
+  writes them (version 1, the fast encoder: ``datasets`` re-encodes images decoded from
+  members losslessly in this format, never as PNG).
 
-Layout of a member: ``zstd(npy)``, one frame at level :data:`LEVEL` with the content size and
-a checksum written, compressed single-threaded (the bytes depend on the input and the zstd
-version only). ``npy`` is ``b"\x93NUMPY\x01\x00"``, the header length as uint16
-little-endian, then the ASCII header ``{'descr': D, 'fortran_order': False, 'shape': S, }``
-padded with spaces and ended by ``\n`` so the pixels start at a multiple of 64 bytes, then the
-pixels in C order. The Pillow mode maps to the dtype and shape as in :data:`MODES`.
+The ``.npy`` part: ``b"\x93NUMPY\x01\x00"``, the header length as uint16 little-endian, then
+the ASCII header ``{'descr': D, 'fortran_order': False, 'shape': S, }`` padded with spaces and
+ended by ``\n`` so the pixels start at a multiple of 64 bytes of the decompressed member, then
+the pixels (version 2: the residuals, as unsigned integers of the pixels' width) in C order.
+The Pillow mode maps to the dtype and shape as in :data:`MODES`.
 """
 
 from __future__ import annotations
@@ -44,8 +57,25 @@ from PIL import Image, ImageFile
 
 from ..errors import ShardError
 
+try:  # imagecodecs: the C prefix sum of version-2 ``grad`` members (numpy fallback otherwise)
+    from imagecodecs import delta_decode as _delta_decode
+except ImportError:  # pragma: no cover - a dependency; the fallback is exact, only slower
+    _delta_decode = None
+
 #: member extension of stored pixels (the key's suffix after its first dot)
 EXT = "npy.zst"
+#: member versions this module reads and writes; builds write :data:`PIXEL_VERSION`
+PIXEL_VERSIONS = (1, 2)
+#: the member version builds and transcodes write unless told otherwise
+PIXEL_VERSION = 2
+#: version-2 predictors, by their id byte, in the order of their decoding cost
+PREDICTORS = ("none", "up", "grad")
+#: what each predictor's decoding costs, as a fraction of the bytes it must save to be chosen:
+#: the encoder keeps the frame of least ``size * (1 + cost)``. On raw speckle ``up`` saves 3-5%
+#: of ``none``'s bytes but costs a decoding pass (a third of the decode time at 512 px), so raw
+#: speckle keeps version 1's bytes and speed; on filtered images ``grad`` saves 25-35% of
+#: ``none`` and ~6% of ``up``, for one C prefix sum more
+PREDICTOR_COSTS = (0.0, 0.08, 0.10)
 #: image codecs a build, transcode or download accepts
 CODECS = ("source", "zstd")
 #: image member extensions of the release's bytes, by the format Pillow finds
@@ -54,6 +84,13 @@ SOURCE_EXTS = ("png", "jpg")
 #: levels 6-9 decode fastest (~0.24 ms per 512x512 image; level 3 0.36 ms, level 19 0.34 ms)
 #: and compress in ~0.5 ms; higher levels save 0-1.5% of the bytes at 8-40x the compress time.
 LEVEL = 9
+#: zstd parameters of version-2 ``up`` and ``grad`` members: the optimal parser with 3-byte
+#: matches finds the short repeats of smooth residuals (speckle-filtered 512 px images: 1.12x
+#: PNG at level 9, 1.02x here) at 10-20 ms per image and predictor. ``none`` members use
+#: :data:`LEVEL`, as version 1: on raw speckle the optimal parser saves ~2% but its frames
+#: decompress ~30% slower (bench/bench_codec.py)
+V2_PARAMS = dict(strategy=zstandard.STRATEGY_BTOPT, window_log=18, chain_log=12, hash_log=15,
+                 search_log=1, min_match=3, target_length=16)
 #: Pillow format name of the plugin
 FORMAT = "NPYZST"
 #: Pillow mode -> (npy dtype descr, channels; 0 for a 2-D array). Modes not listed here (P,
@@ -71,6 +108,9 @@ MODES: dict[str, tuple[str, int]] = {
 _MODE_OF = {v: k for k, v in MODES.items()}
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _NPY_MAGIC = b"\x93NUMPY"
+#: the start of a decompressed version-2 member: magic, version byte, predictor byte
+_V2_MAGIC = b"\x93SARPX"
+_V2_LEAD = len(_V2_MAGIC) + 2
 #: our own header layout; anything else that numpy writes goes through numpy's parser
 _HEADER_RE = re.compile(
     rb"\{'descr': '([<>|][a-z]\d)', 'fortran_order': False, "
@@ -89,33 +129,40 @@ def _dctx() -> zstandard.ZstdDecompressor:
     return d
 
 
-def _cctx() -> zstandard.ZstdCompressor:
-    c = getattr(_local, "cctx", None)
+def _cctx(version: int = 1) -> zstandard.ZstdCompressor:
+    name = f"cctx{version}"
+    c = getattr(_local, name, None)
     if c is None:
         # threads=0: single-threaded, so the frame depends on the input only
-        c = _local.cctx = zstandard.ZstdCompressor(
-            level=LEVEL, write_content_size=True, write_checksum=True, threads=0
-        )
+        if version == 1:
+            c = zstandard.ZstdCompressor(
+                level=LEVEL, write_content_size=True, write_checksum=True, threads=0)
+        else:
+            c = zstandard.ZstdCompressor(compression_params=zstandard.ZstdCompressionParameters(
+                **V2_PARAMS, write_content_size=True, write_checksum=True, threads=0))
+        setattr(_local, name, c)
     return c
 
 
 # --------------------------------------------------------------------------- npy bytes
 
 
-def npy_header(descr: str, shape: tuple[int, ...]) -> bytes:
+def npy_header(descr: str, shape: tuple[int, ...], lead: int = 0) -> bytes:
     """Return the ``.npy`` (format 1.0) header of a C-order array, as this codec writes it.
 
     Args:
         descr: numpy dtype descr, e.g. ``"|u1"`` or ``"<u2"``.
         shape: the array shape, e.g. ``(512, 512)`` or ``(512, 512, 3)``.
+        lead: bytes before the header in the decompressed member (8 in version 2), counted
+            in the padding.
 
     Returns:
         Magic, version, header length and the padded header text: the pixels that follow start
-        at a multiple of 64 bytes.
+        at a multiple of 64 bytes (of the member, ``lead`` included).
 
     """
     text = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {tuple(shape)!r}, }}"
-    pad = -(len(_NPY_MAGIC) + 4 + len(text) + 1) % 64
+    pad = -(lead + len(_NPY_MAGIC) + 4 + len(text) + 1) % 64
     text += " " * pad + "\n"
     return _NPY_MAGIC + b"\x01\x00" + struct.pack("<H", len(text)) + text.encode("ascii")
 
@@ -204,34 +251,139 @@ def why_not(image: Image.Image) -> str | None:
     return None
 
 
-def encode_image(image: Image.Image) -> Encoded:
+#: unsigned integer of each pixel width: the predictors' arithmetic (wrapping, so reversible
+#: for any bits, float ones included)
+_UNSIGNED = {1: np.dtype("<u1"), 2: np.dtype("<u2"), 4: np.dtype("<u4")}
+
+
+def _residuals(arr: np.ndarray, predictor: int) -> np.ndarray:
+    """Return a version-2 predictor's residuals of C-order pixels, as unsigned integers."""
+    u = arr.view(_UNSIGNED[arr.dtype.itemsize])
+    if predictor == 0:
+        return u
+    up = u.copy()
+    up[1:] -= u[:-1]  # minus the pixel above (the first row stays)
+    if predictor == 1:
+        return up
+    flat = up.reshape(-1)
+    grad = flat.copy()
+    grad[1:] -= flat[:-1]  # minus the left neighbour in C order (across row ends too)
+    return grad.reshape(arr.shape)
+
+
+def _scan_rows(x: np.ndarray, block: int = 8) -> np.ndarray:
+    """Prefix-sum ``x`` along axis 0 in place (wrapping): the inverse of the ``up`` predictor.
+
+    ``np.cumsum(axis=0)`` runs one element at a time (~6 ns each); this does the same sum with
+    whole-array adds: a running sum inside blocks of ``block`` rows (each add covers one row of
+    every block), the blocks' totals summed the same way, recursively, and added to the
+    blocks after them.
+    """
+    h = x.shape[0]
+    if h <= block:
+        for i in range(1, h):
+            np.add(x[i], x[i - 1], out=x[i])
+        return x
+    m = h // block
+    body = x[:m * block].reshape(m, block, *x.shape[1:])  # a view: x is C-contiguous
+    for j in range(1, block):
+        np.add(body[:, j], body[:, j - 1], out=body[:, j])
+    carry = _scan_rows(body[:, block - 1].copy(), block)  # totals up to each block's end
+    np.add(body[1:], carry[:-1, None], out=body[1:])
+    for i in range(m * block, h):
+        np.add(x[i], x[i - 1], out=x[i])
+    return x
+
+
+def _prefix_flat(src: np.ndarray, out: np.ndarray) -> None:
+    """``out = cumsum(src)`` of 1-D unsigned integers, wrapping; ``src`` may be read-only."""
+    if _delta_decode is not None and src.dtype.isnative:
+        _delta_decode(src, out=out)  # C, ~0.3 ns a pixel; numpy's cumsum takes ~6 ns
+    else:
+        np.cumsum(src, dtype=src.dtype, out=out)
+
+
+def _unpredict(res: np.ndarray, predictor: int) -> np.ndarray:
+    """Return the pixels (unsigned view) of version-2 residuals; ``res`` may be read-only."""
+    if predictor == 0:
+        return res
+    if predictor == 2:
+        out = np.empty(res.shape, res.dtype)
+        _prefix_flat(res.reshape(-1), out.reshape(-1))
+    else:
+        out = res.copy()
+    return _scan_rows(out)
+
+
+def _encode_v2(arr: np.ndarray, predictors: tuple[int, ...] = (0, 1, 2)) -> bytes:
+    """Return the version-2 member of C-order pixels of least ``size * (1 + cost)``.
+
+    The costs are :data:`PREDICTOR_COSTS`; on a tie the predictor tried first wins.
+    """
+    header = npy_header(arr.dtype.str, arr.shape, lead=_V2_LEAD)
+    best: bytes | None = None
+    score = 0.0
+    for pid in predictors:
+        res = _residuals(arr, pid)
+        member = _cctx(1 if pid == 0 else 2).compress(b"".join((
+            _V2_MAGIC, bytes((2, pid)), header, memoryview(res).cast("B"))))
+        if best is None or len(member) * (1 + PREDICTOR_COSTS[pid]) < score:
+            best, score = member, len(member) * (1 + PREDICTOR_COSTS[pid])
+    assert best is not None
+    return best
+
+
+def encode_image(image: Image.Image, version: int = PIXEL_VERSION) -> Encoded:
     """Encode a PIL image's pixels as a ``{key}.npy.zst`` member.
 
     Args:
         image: a PIL image of a mode in :data:`MODES`.
+        version: member version, 1 or 2 (:data:`PIXEL_VERSIONS`).
 
     Returns:
-        The member and its pixel hash.
+        The member and its pixel hash (the same for both versions).
 
     Raises:
-        ValueError: if the image's mode is not in :data:`MODES`.
+        ValueError: if the image's mode is not in :data:`MODES`, or an unknown version.
 
     """
+    if version not in PIXEL_VERSIONS:
+        raise ValueError(f"pixel version {version!r}: unknown; use one of "
+                         f"{', '.join(map(str, PIXEL_VERSIONS))}")
     arr = _array_of(image)
     if arr is None:
         raise ValueError(
             f"image mode {image.mode!r}: cannot be stored as pixels (modes: "
             f"{', '.join(MODES)}); keep the source bytes (image codec 'source') or convert it"
         )
+    return encode_array(arr, version)
+
+
+def encode_array(arr: np.ndarray, version: int = PIXEL_VERSION) -> Encoded:
+    """Encode decoded pixels (a :data:`MODES` dtype and shape) as a member.
+
+    Args:
+        arr: (H, W) or (H, W, C) pixels, e.g. from :func:`decode_array`.
+        version: member version, 1 or 2.
+
+    Returns:
+        The member and its pixel hash.
+
+    Raises:
+        ValueError: if the array's dtype and shape match no mode.
+
+    """
+    mode = mode_of(arr)
+    arr = np.ascontiguousarray(arr)
     header, pixels = _npy_parts(arr)
-    npy = header + pixels.tobytes()
-    return Encoded(
-        member=_cctx().compress(npy),
-        pixel_sha256=hashlib.sha256(npy).hexdigest(),
-        mode=image.mode,
-        width=image.width,
-        height=image.height,
-    )
+    sha = hashlib.sha256(header)
+    sha.update(pixels)
+    if version == 1:
+        member = _cctx(1).compress(header + pixels.tobytes())
+    else:
+        member = _encode_v2(arr)
+    return Encoded(member=member, pixel_sha256=sha.hexdigest(), mode=mode,
+                   width=arr.shape[1], height=arr.shape[0])
 
 
 def codec_rule(image_codec: str | Mapping[str, str], zstd_jpeg: bool = False
@@ -288,6 +440,37 @@ def manifest_value(rule: Mapping[str, str]) -> str | dict[str, str]:
     return {ext: rule.get(ext, "source") for ext in SOURCE_EXTS}
 
 
+def stores_pixels(rule: Mapping[str, str]) -> bool:
+    """Return whether a codec rule stores some image format as pixels."""
+    return manifest_value(rule) != "source"
+
+
+def manifest_pixel_version(rule: Mapping[str, str], version: int) -> dict[str, int]:
+    """Return the manifest's ``build`` entry of the pixel version: ``{"pixel_version": v}``.
+
+    Empty for roots of the release's bytes (their manifests stay as the first format version
+    wrote them); roots holding pixels record the member version their build wrote.
+    """
+    return {"pixel_version": version} if stores_pixels(rule) else {}
+
+
+def pixel_version_of(build: Mapping[str, Any]) -> int:
+    """Return the pixel member version a manifest's ``build`` says its root holds.
+
+    Roots built before version 2 have no ``pixel_version``: their members are version 1.
+    """
+    return int(build.get("pixel_version", 1))
+
+
+def format_version(rule: Mapping[str, str], version: int) -> int:
+    """Return the manifest ``format_version`` of a root: what a reader must know to read it.
+
+    2 for roots of version-2 pixel members (an older sarlang-data cannot decode them and says
+    to upgrade), 1 for the release's bytes and version-1 members.
+    """
+    return 2 if stores_pixels(rule) and version >= 2 else 1
+
+
 @dataclass(frozen=True)
 class Member:
     """The image member a sample gets under a codec rule.
@@ -306,13 +489,15 @@ class Member:
     kept_because: str | None = None
 
 
-def encode_member(data: bytes, ext: str, rule: Mapping[str, str]) -> Member:
+def encode_member(data: bytes, ext: str, rule: Mapping[str, str],
+                  version: int = PIXEL_VERSION) -> Member:
     """Turn a source image member into the member a codec rule asks for.
 
     Args:
         data: the image file's bytes (a PNG or a JPEG).
         ext: its extension, ``png`` or ``jpg`` (or :data:`EXT`: kept as it is).
         rule: codec per source format, from :func:`codec_rule`.
+        version: pixel member version (1 or 2) of the images stored as pixels.
 
     Returns:
         The member: the same bytes when the rule says ``source`` (or the image's mode has no
@@ -330,7 +515,7 @@ def encode_member(data: bytes, ext: str, rule: Mapping[str, str]) -> Member:
             if reason is not None:
                 return Member(ext, data, kept_because=reason)
             im.load()
-            enc = encode_image(im)
+            enc = encode_image(im, version)
     except (OSError, SyntaxError, Image.DecompressionBombError) as e:
         raise ValueError(f"Pillow cannot decode the {ext} image ({e})") from None
     return Member(EXT, enc.member, enc.pixel_sha256)
@@ -348,22 +533,22 @@ def _bad(cause: str, url: str, offset: int) -> ShardError:
     return ShardError(url or "<npy.zst member>", offset, cause, _FIX)
 
 
-def _parse_npy(raw: bytes | bytearray, url: str, offset: int
+def _parse_npy(raw: bytes | bytearray, url: str, offset: int, lead: int = 0
                ) -> tuple[np.dtype, tuple[int, ...], int]:
-    """Return (dtype, shape, data offset) of an uncompressed member, checking it fits MODES."""
-    if raw[:6] != _NPY_MAGIC:
+    """Return (dtype, shape, data offset) of the ``.npy`` at ``raw[lead:]``, checking MODES."""
+    if raw[lead:lead + 6] != _NPY_MAGIC:
         raise _bad("pixel member does not hold a .npy array (no NUMPY magic)", url, offset)
-    major = raw[6]
+    major = raw[lead + 6]
     if major == 1:
-        hlen, start = struct.unpack_from("<H", raw, 8)[0], 10
+        hlen, start = struct.unpack_from("<H", raw, lead + 8)[0], lead + 10
     else:
-        hlen, start = struct.unpack_from("<I", raw, 8)[0], 12
+        hlen, start = struct.unpack_from("<I", raw, lead + 8)[0], lead + 12
     m = _HEADER_RE.fullmatch(bytes(raw[start:start + hlen]))
     if m is not None:
         descr = m.group(1).decode()
         shape = tuple(int(g) for g in m.groups()[1:] if g is not None)
     else:
-        fp = io.BytesIO(bytes(raw[:start + hlen]))
+        fp = io.BytesIO(bytes(raw[lead:start + hlen]))
         try:
             version = np.lib.format.read_magic(fp)
             read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
@@ -393,6 +578,37 @@ def _decompress(data: bytes, url: str, offset: int) -> bytes:
         raise _bad(f"pixel member is not a valid zstd frame ({e})", url, offset) from None
 
 
+def _pixels(data: bytes, url: str, offset: int) -> tuple[np.ndarray, int, bytes]:
+    """Decode a member of either version: (pixels, version, decompressed bytes).
+
+    Version 1 and version-2 ``none`` members give a read-only view of the decompressed bytes;
+    the other predictors give an array that owns its (writable) memory.
+    """
+    raw = _decompress(data, url, offset)
+    if raw[:len(_V2_MAGIC)] != _V2_MAGIC:
+        dtype, shape, start = _parse_npy(raw, url, offset)
+        return np.frombuffer(raw, dtype=dtype, offset=start).reshape(shape), 1, raw
+    version, pid = raw[len(_V2_MAGIC)], raw[len(_V2_MAGIC) + 1]
+    if version != 2 or pid >= len(PREDICTORS):
+        raise _bad(f"pixel member of version {version}, predictor {pid}: this sarlang-data reads "
+                   f"versions {', '.join(map(str, PIXEL_VERSIONS))} with predictors 0-"
+                   f"{len(PREDICTORS) - 1}; upgrade it (`pip install -U sarlang-data`)",
+                   url, offset)
+    dtype, shape, start = _parse_npy(raw, url, offset, lead=_V2_LEAD)
+    res = np.frombuffer(raw, dtype=_UNSIGNED[dtype.itemsize], offset=start).reshape(shape)
+    return _unpredict(res, pid).view(dtype), 2, raw
+
+
+def member_version(data: bytes, *, url: str = "", offset: int = -1) -> int:
+    """Return the version (1 or 2) of a pixel member.
+
+    Raises:
+        ShardError: if the member is not a valid pixel member.
+
+    """
+    return _pixels(data, url, offset)[1]
+
+
 def decode_array(data: bytes, *, writable: bool = False, url: str = "", offset: int = -1
                  ) -> np.ndarray:
     """Decode a pixel member to a numpy array: (H, W) or (H, W, C), the mode's dtype.
@@ -403,24 +619,23 @@ def decode_array(data: bytes, *, writable: bool = False, url: str = "", offset: 
     ``writable=True`` (torch warns about read-only arrays).
 
     Args:
-        data: the ``{key}.npy.zst`` member bytes.
-        writable: return an array that owns writable memory (costs one copy of the pixels);
-            by default the array is a read-only view of the decompressed bytes.
+        data: the ``{key}.npy.zst`` member bytes (either version).
+        writable: return an array that owns writable memory (version 1 copies the pixels
+            for it); by default the array may be a read-only view of the decompressed bytes.
         url: shard URL, for error messages.
         offset: member offset in the shard, for error messages.
 
     Returns:
-        The pixels, exactly as ``np.load`` would return them from the decompressed member.
+        The pixels, exactly as ``np.load`` would return them from a version-1 member.
 
     Raises:
         ShardError: if the member is not a valid zstd frame of a ``.npy`` of an image mode.
 
     """
-    raw: bytes | bytearray = _decompress(data, url, offset)
-    if writable:
-        raw = bytearray(raw)
-    dtype, shape, start = _parse_npy(raw, url, offset)
-    return np.frombuffer(raw, dtype=dtype, offset=start).reshape(shape)
+    arr = _pixels(data, url, offset)[0]
+    if writable and not arr.flags.writeable:
+        arr = arr.copy()
+    return arr
 
 
 def decode_into(data: bytes, out: np.ndarray, *, url: str = "", offset: int = -1
@@ -428,8 +643,8 @@ def decode_into(data: bytes, out: np.ndarray, *, url: str = "", offset: int = -1
     """Decode a pixel member straight into ``out`` (e.g. one image's slot of a batch tensor).
 
     A collate that fills ``batch = torch.empty((n, H, W), dtype=torch.uint8)`` with
-    ``decode_into(member, batch[i].numpy())`` writes each image's pixels once, into memory
-    torch owns: no PIL image, no per-image array, no warning about read-only memory.
+    ``decode_into(member, batch[i].numpy())`` writes each image's pixels into memory torch
+    owns: no PIL image, no warning about read-only memory.
 
     Args:
         data: the ``{key}.npy.zst`` member bytes.
@@ -471,32 +686,31 @@ def mode_of(array: np.ndarray) -> str:
     return mode
 
 
-def _pil(raw: bytes, dtype: np.dtype, shape: tuple[int, ...], start: int) -> Image.Image:
-    mode = _MODE_OF[(dtype.str, shape[2] if len(shape) == 3 else 0)]
-    view = memoryview(raw)[start:]
-    # frombuffer maps the decompressed bytes without a copy for L, RGBA and I;16; Pillow
-    # copies them before any change (the image is read-only until then)
-    return Image.frombuffer(mode, (shape[1], shape[0]), view, "raw", mode, 0, 1)
+def _pil(arr: np.ndarray) -> Image.Image:
+    mode = _MODE_OF[(arr.dtype.str, arr.shape[2] if arr.ndim == 3 else 0)]
+    # frombuffer maps the pixels' memory without a copy for L, RGBA and I;16; Pillow copies
+    # them before any change (the image is read-only until then)
+    return Image.frombuffer(mode, (arr.shape[1], arr.shape[0]), memoryview(arr).cast("B"),
+                            "raw", mode, 0, 1)
 
 
 def decode_image(data: bytes, *, url: str = "", offset: int = -1) -> Image.Image:
     """Decode a pixel member to a PIL image of its mode (``L`` for the SAR images).
 
     Args:
-        data: the ``{key}.npy.zst`` member bytes.
+        data: the ``{key}.npy.zst`` member bytes (either version).
         url: shard URL, for error messages.
         offset: member offset in the shard, for error messages.
 
     Returns:
         A PIL image (format ``NPYZST``) with exactly the stored pixels; for ``L``, ``RGBA`` and
-        ``I;16`` it maps the decompressed bytes (read-only until changed, then copied).
+        ``I;16`` it maps the decoded pixels (read-only until changed, then copied).
 
     Raises:
         ShardError: if the member is not a valid zstd frame of a ``.npy`` of an image mode.
 
     """
-    raw = _decompress(data, url, offset)
-    im = _pil(raw, *_parse_npy(raw, url, offset))
+    im = _pil(_pixels(data, url, offset)[0])
     # the format tells datasets' encoder (image_to_bytes) to re-encode such an image with our
     # save handler, losslessly, rather than as PNG
     im.format = FORMAT
@@ -504,10 +718,10 @@ def decode_image(data: bytes, *, url: str = "", offset: int = -1) -> Image.Image
 
 
 def member_pixel_sha256(data: bytes, *, url: str = "", offset: int = -1) -> str:
-    """Return the pixel hash of a member: sha256 of its decompressed ``.npy`` bytes.
+    """Return the pixel hash of a member: sha256 of the pixels' version-1 ``.npy`` bytes.
 
     Args:
-        data: the ``{key}.npy.zst`` member bytes.
+        data: the ``{key}.npy.zst`` member bytes (either version).
         url: shard URL, for error messages.
         offset: member offset in the shard, for error messages.
 
@@ -518,9 +732,13 @@ def member_pixel_sha256(data: bytes, *, url: str = "", offset: int = -1) -> str:
         ShardError: if the member is not a valid pixel member.
 
     """
-    raw = _decompress(data, url, offset)
-    _parse_npy(raw, url, offset)
-    return hashlib.sha256(raw).hexdigest()
+    arr, version, raw = _pixels(data, url, offset)
+    if version == 1:
+        return hashlib.sha256(raw).hexdigest()
+    header, pixels = _npy_parts(arr)
+    sha = hashlib.sha256(header)
+    sha.update(pixels)
+    return sha.hexdigest()
 
 
 # --------------------------------------------------------------------------- Pillow plugin
@@ -542,20 +760,19 @@ class NpyZstImageFile(ImageFile.ImageFile):
 
     def _open(self) -> None:
         try:
-            raw = _dctx().decompress(self.fp.read())
-            dtype, shape, start = _parse_npy(raw, "", -1)
-        except (zstandard.ZstdError, ShardError) as e:
+            arr = _pixels(self.fp.read(), "", -1)[0]
+        except ShardError as e:
             # SyntaxError: Pillow's signal to try the next plugin
             raise SyntaxError(f"not a sarlang-data pixel member ({e})") from None
-        self._mode = _MODE_OF[(dtype.str, shape[2] if len(shape) == 3 else 0)]
-        self._size = (shape[1], shape[0])
-        self._pixels: tuple | None = (raw, dtype, shape, start)
+        self._mode = mode_of(arr)
+        self._size = (arr.shape[1], arr.shape[0])
+        self._pixels: np.ndarray | None = arr
         self.tile = []
 
     def load(self) -> Any:
         """Make the decompressed pixels the image's memory (once); see ``Image.load``."""
         if self._pixels is not None:
-            decoded = _pil(*self._pixels)
+            decoded = _pil(self._pixels)
             self.im = decoded.im
             self.readonly = decoded.readonly
             self._pixels = None
@@ -563,8 +780,10 @@ class NpyZstImageFile(ImageFile.ImageFile):
 
 
 def _save(im: Image.Image, fp: Any, filename: str | bytes) -> None:
+    # version 1: one fast compression (version 2 tries three predictors with the optimal
+    # parser, ~20x the time); readers decode both
     try:
-        enc = encode_image(im)
+        enc = encode_image(im, version=1)
     except ValueError as e:
         raise OSError(str(e)) from None
     fp.write(enc.member)

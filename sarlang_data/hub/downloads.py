@@ -379,7 +379,8 @@ def _write_root(out: Path, source_manifest: Mapping[str, Any], table, entries: l
     }
     manifest = {
         "format": schema.FORMAT_NAME,
-        "format_version": schema.FORMAT_VERSION,
+        # the source's: a subset holds the same members (its pixel version included)
+        "format_version": source_manifest["format_version"],
         "build": source_manifest["build"],
         "counts": counts,
         "configs": config_rows,

@@ -114,6 +114,9 @@ class BuildOptions:
             manifest, its effect is in the rejects.
         overwrite: replace a root in ``out`` that was built from another release (or is a
             downloaded subset); even then only files this package wrote are deleted.
+        pixel_version: with ``image_codec="zstd"``, the pixel member version: 2 (a predictor
+            per image before zstd: about the PNG's bytes on speckle-filtered images) or 1 (the
+            members of roots built before it). Recorded as ``build.pixel_version``.
 
     """
 
@@ -128,6 +131,7 @@ class BuildOptions:
     zstd_jpeg: bool = False
     max_pixels: int = MAX_PIXELS
     overwrite: bool = False
+    pixel_version: int = codec.PIXEL_VERSION
 
     def check(self) -> None:
         """Raise BuildError naming the first option that cannot work."""
@@ -160,6 +164,11 @@ class BuildOptions:
         if not isinstance(self.max_pixels, int) or self.max_pixels < 1:
             raise BuildError(f"max_pixels={self.max_pixels!r}: must be a positive number of "
                              f"pixels, e.g. --max-pixels {MAX_PIXELS}")
+        if self.pixel_version not in codec.PIXEL_VERSIONS:
+            raise BuildError(
+                f"pixel_version={self.pixel_version!r}: unknown; use one of "
+                f"{', '.join(map(str, codec.PIXEL_VERSIONS))} (--pixel-version 2, the default)"
+            )
         if self.gsd_table is not None and not Path(self.gsd_table).is_file():
             raise BuildError(
                 f"gsd_table={str(self.gsd_table)!r}: no such file; pass the CSV written by "
@@ -601,7 +610,7 @@ def _read_images(
     jobs = [
         (s.key, str(parsed.image_paths[s.key]),
          str(originals[s.key]) if s.key in originals else None, cache, pixels, rule,
-         opts.max_pixels)
+         opts.max_pixels, opts.pixel_version)
         for s in samples
     ]
     probes: list[_Probe] = []
@@ -731,12 +740,13 @@ def _finish(
     records = [e["record"] for e in entries]
     manifest = {
         "format": schema.FORMAT_NAME,
-        "format_version": schema.FORMAT_VERSION,
+        "format_version": codec.format_version(opts.codec_rule, opts.pixel_version),
         "build": {
             "shard_size": opts.shard_size,
             "compress": opts.compress,
             "originals": opts.originals,
             "image_codec": codec.manifest_value(opts.codec_rule),
+            **codec.manifest_pixel_version(opts.codec_rule, opts.pixel_version),
             "gsd_table": _hash_file(Path(opts.gsd_table)) if opts.gsd_table else None,
             "columns": dict(sorted(opts.columns.items())) if opts.columns else None,
             "max_reject_rate": opts.max_reject_rate,

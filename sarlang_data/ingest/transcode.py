@@ -6,13 +6,15 @@ them); a training copy stores PNG images as their decoded pixels (``{key}.npy.zs
 into the other: it reads the source root's shards front to back (local or any fsspec URL),
 checks every image member against the source index, re-encodes the images the codec rule asks
 for, and writes new shards, ``index.parquet``, ``rejects.jsonl``, the card and, last,
-``manifest.json``.
+``manifest.json``. Between pixel member versions it goes both ways (``pixel_version`` 1 or 2):
+each member is decoded and re-encoded, and its pixel hash must stay the index's.
 
 The result is byte for byte the root that ``sarlang-data build --image-codec ...`` makes from
 the release: the same samples in the same order, each (split, tier, city) rolled over into
 shards by the same rule (:func:`sarlang_data.format.tar.plan_rollover`, applied as the members
 arrive by :class:`~sarlang_data.format.tar.ShardWriter`), the same index columns and the same
-manifest, whose ``build`` differs from the source's in ``image_codec`` only.
+manifest, whose ``build`` differs from the source's in ``image_codec`` and ``pixel_version``
+only (and ``format_version`` follows the pixel version).
 
 Groups (split, tier, city) are independent and run in a pool of ``workers`` processes.
 """
@@ -64,6 +66,7 @@ def transcode_root(
     *,
     image_codec: str = "zstd",
     zstd_jpeg: bool = False,
+    pixel_version: int = codec.PIXEL_VERSION,
     workers: int = 2,
     storage_options: Mapping[str, Any] | None = None,
     progress: bool = True,
@@ -78,6 +81,9 @@ def transcode_root(
             keeps the release's bytes (a root holding pixels cannot go back: its PNG bytes are
             gone).
         zstd_jpeg: with ``"zstd"``, store JPEG images as pixels too.
+        pixel_version: the version of the pixel members written (1 or 2, see
+            :mod:`sarlang_data.format.codec`); members of the other version are re-encoded,
+            pixel-identically.
         workers: processes, one (split, tier, city) group at a time each.
         storage_options: fsspec options for ``src``.
         progress: show a progress bar on stderr.
@@ -96,6 +102,9 @@ def transcode_root(
     rule = codec.codec_rule(image_codec, zstd_jpeg)
     if not isinstance(workers, int) or workers < 1:
         raise BuildError(f"workers={workers!r}: must be an integer >= 1; pass --workers 2")
+    if pixel_version not in codec.PIXEL_VERSIONS:
+        raise BuildError(f"pixel_version={pixel_version!r}: unknown; use one of "
+                         f"{', '.join(map(str, codec.PIXEL_VERSIONS))} (2, the default)")
     opts = dict(storage_options or {})
     manifest = read_manifest(src, opts)
     _check_codecs(src, manifest, rule)
@@ -107,7 +116,7 @@ def transcode_root(
     jobs = [
         (str(src), opts, str(out), group, [s["path"] for s in shards],
          manifest["build"]["shard_size"], _compress_of(shards), rule,
-         {k: expected[k] for k in _keys_of(index, shards)})
+         {k: expected[k] for k in _keys_of(index, shards)}, pixel_version)
         for group, shards in groups.items()
     ]
     from .build import _progress
@@ -120,7 +129,7 @@ def transcode_root(
             results[args[3]] = result
             bar.update(len(result["samples"]))
     ordered = [results[g] for g in groups]
-    new = _finish(src, opts, out, manifest, index, ordered, rule)
+    new = _finish(src, opts, out, manifest, index, ordered, rule, pixel_version)
     shutil.rmtree(out / STATE_DIR, ignore_errors=True)
     return new
 
@@ -236,9 +245,13 @@ def _tar_samples(url: str, opts: Mapping[str, Any]
 
 
 def _recode(url: str, key: str, members: list[tuple[str, bytes]],
-            want: tuple[str, str, str | None], rule: Mapping[str, str]
+            want: tuple[str, str, str | None], rule: Mapping[str, str], version: int
             ) -> tuple[list[tuple[str, bytes]], str | None]:
-    """Check a sample's image member against the index and re-encode it by the rule."""
+    """Check a sample's image member against the index and re-encode it by the rule.
+
+    Pixel members of another version than ``version`` are decoded and encoded again; their
+    pixel hash must not change.
+    """
     ext, image_sha, pixel_sha = want
     found = [i for i, (e, _) in enumerate(members) if e in _IMAGE_MEMBERS]
     if len(found) != 1 or members[found[0]][0] != ext:
@@ -256,7 +269,17 @@ def _recode(url: str, key: str, members: list[tuple[str, bytes]],
                 f"shard {url!r}: sample {key!r} pixels hash to {got}, index.parquet says "
                 f"{pixel_sha}; the root is damaged: download or rebuild it"
             )
-        return members, pixel_sha
+        if codec.member_version(data, url=url) == version:
+            return members, pixel_sha
+        enc = codec.encode_array(codec.decode_array(data, url=url), version)
+        if enc.pixel_sha256 != pixel_sha:  # the codec's own guarantee, checked for every image
+            raise BuildError(
+                f"shard {url!r}: sample {key!r}: its pixels re-encoded as version {version} "
+                f"hash to {enc.pixel_sha256}, not {pixel_sha}; report this bug"
+            )
+        new = list(members)
+        new[i] = (codec.EXT, enc.member)
+        return new, pixel_sha
     got = hashlib.sha256(data).hexdigest()
     if got != image_sha:
         raise BuildError(
@@ -264,7 +287,7 @@ def _recode(url: str, key: str, members: list[tuple[str, bytes]],
             f"{image_sha}; the root is damaged: download or rebuild it"
         )
     try:
-        m = codec.encode_member(data, ext, rule)
+        m = codec.encode_member(data, ext, rule, version)
     except ValueError as e:
         raise BuildError(
             f"shard {url!r}: image {key}.{ext}: {e}; its pixels cannot be stored: transcode "
@@ -279,7 +302,7 @@ def _recode(url: str, key: str, members: list[tuple[str, bytes]],
 
 def _transcode_group(src: str, opts: dict, out: str, group: tuple[str, str, str],
                      paths: list[str], shard_size: int, compress: str,
-                     rule: dict[str, str], expected: dict[str, tuple]) -> dict:
+                     rule: dict[str, str], expected: dict[str, tuple], version: int) -> dict:
     """Transcode the shards of one (split, tier, city); return shard entries and placements."""
     from .build import _shard_name
 
@@ -298,7 +321,7 @@ def _transcode_group(src: str, opts: dict, out: str, group: tuple[str, str, str]
                         f"shard {url!r}: sample {key!r} is not in index.parquet; the root is "
                         "damaged: download or rebuild it"
                     )
-                members, pixel_sha = _recode(url, key, members, want, rule)
+                members, pixel_sha = _recode(url, key, members, want, rule, version)
                 shard_path, span = writer.add_sample(key, members)
                 rel = shard_path.relative_to(root).as_posix()
                 record = json.loads(dict(members)[schema.JSON_EXT])
@@ -345,7 +368,7 @@ def _placement(shard: str, span, pixel_sha: str | None) -> dict:
 
 
 def _finish(src: Any, opts: dict, out: Path, manifest: Mapping[str, Any], index,
-            results: list[dict], rule: Mapping[str, str]) -> dict:
+            results: list[dict], rule: Mapping[str, str], version: int) -> dict:
     """Write index.parquet, rejects.jsonl, the card and, last, manifest.json."""
     import pyarrow as pa
 
@@ -378,6 +401,9 @@ def _finish(src: Any, opts: dict, out: Path, manifest: Mapping[str, Any], index,
     shards = sorted((s for r in results for s in r["shards"]), key=lambda s: s["path"])
     new = copy.deepcopy(dict(manifest))
     new["build"]["image_codec"] = codec.manifest_value(rule)
+    new["build"].pop("pixel_version", None)
+    new["build"].update(codec.manifest_pixel_version(rule, version))
+    new["format_version"] = codec.format_version(rule, version)
     new["counts"]["bytes"] = sum(s["bytes"] for s in shards)
     new["shards"] = shards
     new["index"] = {"path": INDEX_NAME, "rows": table.num_rows,

@@ -93,6 +93,7 @@ def _probe(job: tuple) -> _Probe:
 
     key, image_path, original_path, cache_dir, pixel_dir, rule = job[:6]
     max_pixels = job[6] if len(job) > 6 else MAX_PIXELS
+    version = job[7] if len(job) > 7 else codec.PIXEL_VERSION
     try:
         data = Path(image_path).read_bytes()
     except OSError as e:
@@ -122,7 +123,7 @@ def _probe(job: tuple) -> _Probe:
     probe = _Probe(key, True, ext=ext, width=width, height=height, sha256=sha, size=len(data))
     decoded = False
     if pixel_dir is not None and rule.get(ext, "source") != "source":
-        probe = _encode_pixels(probe, data, Path(pixel_dir), rule)
+        probe = _encode_pixels(probe, data, Path(pixel_dir), rule, version)
         if not probe.ok:
             return probe
         decoded = probe.member is not None  # encoding the pixels decoded every one of them
@@ -153,12 +154,13 @@ def _probe(job: tuple) -> _Probe:
                    original_sha256=tif_sha)
 
 
-def _encode_pixels(probe: _Probe, data: bytes, pixel_dir: Path, rule: dict[str, str]
-                   ) -> _Probe:
+def _encode_pixels(probe: _Probe, data: bytes, pixel_dir: Path, rule: dict[str, str],
+                   version: int) -> _Probe:
     """Store an image's pixels as a member in the content-addressed cache (once per image)."""
     from ..errors import SarlangError
 
-    cached = pixel_dir / f"{probe.sha256}.{probe.ext}.l{codec.LEVEL}.{codec.EXT}"
+    name = f"l{codec.LEVEL}" if version == 1 else f"v{version}"
+    cached = pixel_dir / f"{probe.sha256}.{probe.ext}.{name}.{codec.EXT}"
     member = pixel_sha = None
     if cached.is_file():  # an earlier run of this build encoded it
         try:
@@ -168,7 +170,7 @@ def _encode_pixels(probe: _Probe, data: bytes, pixel_dir: Path, rule: dict[str, 
             member = None
     if member is None:
         try:
-            m = codec.encode_member(data, probe.ext, rule)
+            m = codec.encode_member(data, probe.ext, rule, version)
         except ValueError as e:
             why = _REPR_RE.sub("(bytes)", str(e))
             return _Probe(probe.key, False, f"{why}; its pixels cannot be stored",
