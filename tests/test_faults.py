@@ -1421,9 +1421,12 @@ def _figures(request):
             f"{_FIGURES['skip']} counted skips, {_FIGURES['ok']} read correctly; "
             + ", ".join(f"{k} {_FIGURES[k]}" for k in failures))
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
     if reporter is not None:
-        reporter.write_line("")
-        reporter.write_line(line)
+        # a fixture's teardown runs under output capture: step outside it to be seen
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            reporter.write_line("")
+            reporter.write_line(line)
 
 
 @pytest.mark.parametrize("fault", [pytest.param(r, id=r.id, marks=pytest.mark.timeout(r.timeout))
