@@ -582,6 +582,40 @@ def test_collate_packs_transformed_tensors_and_keeps_mixed_dtypes_apart():
                for t, r in zip(out, rows, strict=True))
 
 
+def _memfd_ranges(pid="self"):
+    """Address ranges of this process's mappings of the batch pool's memfd segments."""
+    out = []
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            if "memfd:sarlang-batch" in line:
+                lo, hi = line.split()[0].split("-")
+                out.append((int(lo, 16), int(hi, 16)))
+    return out
+
+
+def _in_pool_segment(tensor):
+    ptr = tensor.untyped_storage().data_ptr()
+    return any(lo <= ptr < hi for lo, hi in _memfd_ranges())
+
+
+def _crossed_shared(tensor):
+    """Did a batch tensor cross in shared memory (a pool segment or torch's own)?"""
+    return tensor.is_shared() or _in_pool_segment(tensor)
+
+
+def _worker_segments(loader_iter):
+    """Pool segments (memfd file descriptors) each live DataLoader worker holds."""
+    import os
+
+    counts = []
+    for w in loader_iter._workers:  # torch's worker processes
+        fds = f"/proc/{w.pid}/fd"
+        # distinct files: a descriptor duplicated to send it is the same segment
+        counts.append(len({os.stat(f"{fds}/{fd}").st_ino for fd in os.listdir(fds)
+                           if "memfd:sarlang-batch" in os.readlink(f"{fds}/{fd}")}))
+    return counts
+
+
 @pytest.mark.parametrize("pipe_bytes", [0, 2 << 20])
 def test_collate_crosses_from_dataloader_workers_as_one_tensor_per_batch(
         pipe_bytes, tiny_root, tmp_path, monkeypatch):
@@ -601,16 +635,69 @@ def test_collate_crosses_from_dataloader_workers_as_one_tensor_per_batch(
         rows += len(images)
         if isinstance(images, torch.Tensor):  # one shape in this batch: stacked
             assert type(images) is torch.Tensor  # the main process gets a plain tensor
-            kinds.add(("stacked", images.is_shared()))
+            kinds.add(("stacked", _crossed_shared(images)))
         else:
             assert isinstance(images, st.ImageList)
             assert len({t.untyped_storage().data_ptr() for t in images}) == 1
-            kinds.add(("packed", images[0].is_shared()))
+            kinds.add(("packed", _crossed_shared(images[0])))
             images[0].add_(0)  # writable, as any tensor
         for key, t in zip(batch["key"], images, strict=True):
             assert np.array_equal(t.numpy(), _chw(direct[key]))
     assert rows == read_manifest(tiny_root)["configs"]["vqa"]["train"]
     assert {shared for _, shared in kinds} == {pipe_bytes == 0}
+
+
+def test_pooled_batches_are_never_overwritten_while_the_main_process_holds_them(
+        tiny_root, tmp_path, monkeypatch):
+    # every batch goes through shared memory (PIPE_BYTES 0) and all are kept: a worker may
+    # reuse a segment only once its batch is dropped, so past MAX_SEGMENTS held batches it
+    # falls back to torch's shared memory, and every batch keeps its pixels to the end
+    from sarlang_data.adapters import shm_pool
+
+    monkeypatch.setattr(st, "PIPE_BYTES", 0)
+    monkeypatch.setattr(shm_pool, "MAX_SEGMENTS", 3)
+    ds = _load(tiny_root, "images", tmp_path, split="train", decode=True)
+    direct = {row["key"]: _chw(np.asarray(row["image"])) for row in ds}
+    loader = DataLoader(ds, batch_size=2, num_workers=2, collate_fn=st.collate)
+    held = list(loader)
+    assert sum(len(b["key"]) for b in held) == len(direct) > 2 * 3 * 2
+    pooled = [all(_in_pool_segment(t) for t in _images(b)) for b in held]
+    torch_shm = [all(t.is_shared() for t in _images(b)) for b in held]
+    assert all(p or s for p, s in zip(pooled, torch_shm, strict=True))
+    assert sum(pooled) == 2 * 3  # each worker's 3 segments, each still held
+    for batch in held:
+        for key, t in zip(batch["key"], _images(batch), strict=True):
+            assert np.array_equal(t.numpy(), direct[key]), key
+
+
+def _images(batch):
+    images = batch["image"]
+    return list(images) if isinstance(images, torch.Tensor) else images
+
+
+def test_workers_reuse_pool_segments_once_batches_are_dropped(tiny_root, tmp_path,
+                                                               monkeypatch):
+    monkeypatch.setattr(st, "PIPE_BYTES", 0)
+    ds = _load(tiny_root, "images", tmp_path, split="train", decode=True)
+    direct = {row["key"]: _chw(np.asarray(row["image"])) for row in ds}
+    loader = DataLoader(ds, batch_size=2, num_workers=2, collate_fn=st.collate,
+                        persistent_workers=True)
+    def check(batch):  # its locals die with it: nothing keeps the batch's memory
+        assert all(_in_pool_segment(t) for t in _images(batch))
+        for key, t in zip(batch["key"], _images(batch), strict=True):
+            assert np.array_equal(t.numpy(), direct[key]), key
+
+    it = iter(loader)
+    batches = 0
+    for batch in it:
+        batches += 1
+        check(batch)
+        del batch  # dropped: its segment goes back to its worker
+    segments = _worker_segments(it)
+    # each worker made a segment for a batch only while its earlier ones were in flight
+    # (prefetch_factor 2, the one being read), not one per batch
+    assert batches >= 10 and all(1 <= n <= 4 for n in segments), (batches, segments)
+    assert sum(segments) < batches
 
 
 def test_chat_images_cross_from_workers_in_one_buffer_per_batch(tiny_root, tmp_path):
@@ -659,8 +746,17 @@ def test_small_batches_pickle_by_value_in_workers(monkeypatch):
     again = pickle.loads(pickle.dumps(packed))
     assert isinstance(again, st.ImageList) and again[1] is again[4]
     assert all(torch.equal(a, b) for a, b in zip(packed, again, strict=True))
-    monkeypatch.setattr(st, "PIPE_BYTES", 1)  # everything in shared memory
-    assert st.collate(same)["image"].is_shared() and st.collate(rows)["image"][0].is_shared()
+    monkeypatch.setattr(st, "PIPE_BYTES", 1)  # everything in shared memory: the pool's
+    big = st.collate(same)["image"]
+    assert _in_pool_segment(big) and type(big) is not torch.Tensor
+    back = pickle.loads(pickle.dumps(big))  # maps the segment again, as the main process does
+    assert type(back) is torch.Tensor and torch.equal(back, big.as_subclass(torch.Tensor))
+    assert back.data_ptr() != big.data_ptr()
+    listed = st.collate(rows)["image"]
+    assert _in_pool_segment(listed[0])
+    again = pickle.loads(pickle.dumps(listed))
+    assert isinstance(again, st.ImageList) and again[1] is again[4]
+    assert all(torch.equal(a, b) for a, b in zip(listed, again, strict=True))
 
 
 def test_collate_reads_pixel_members(monkeypatch):

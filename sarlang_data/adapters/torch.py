@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..stream.partition import worker_info
+from . import shm_pool
 
 # --------------------------------------------------------------------------- collate
 
@@ -179,13 +180,18 @@ def _new_buffer(numel: int, dtype: Any) -> Any:
     Inside a DataLoader worker, a batch of :data:`PIPE_BYTES` or more is allocated in
     shared memory, as torch's own ``default_collate`` does: it then crosses to the main
     process as one file descriptor, without the copy into fresh shared memory that pickling
-    an ordinary tensor makes. Smaller ones are ordinary memory, pickled by value
-    (:func:`_by_value`).
+    an ordinary tensor makes. The worker's segments are reused once the main process has
+    dropped their batches (:mod:`.shm_pool`: fresh pages cost more to fault in than to
+    fill); when all are in use, torch's own shared memory. Smaller ones are ordinary
+    memory, pickled by value (:func:`_by_value`).
     """
     import torch
 
     empty = torch.empty(0, dtype=dtype)
     if worker_info() is not None and numel * empty.element_size() >= PIPE_BYTES:
+        pooled = shm_pool.buffer(numel, dtype)
+        if pooled is not None:
+            return pooled
         try:
             storage = empty._typed_storage()._new_shared(numel, device=empty.device)
             return empty.new(storage)[:numel]
@@ -198,15 +204,21 @@ _PIPED: Any = None  # the tensor subclass of _by_value, made on first use (torch
 
 
 def _by_value(tensor: Any) -> Any:
-    """In a DataLoader worker, make a small batch tensor pickle as its bytes.
+    """In a DataLoader worker, make a batch tensor pickle the cheapest way.
 
-    torch pickles every tensor a worker sends by moving it into shared memory; this
-    subclass (a tensor in every other respect) pickles as dtype, shape and bytes instead,
-    and the main process gets a plain tensor. Outside workers, and for tensors in shared
-    memory, the tensor is returned as it is.
+    A tensor in a pooled segment (:func:`_new_buffer`) pickles through it
+    (:func:`.shm_pool.ship`); one in torch's shared memory as torch does. Any other, a small
+    batch, would be moved into fresh shared memory by torch: this subclass (a tensor in
+    every other respect) pickles as dtype, shape and bytes instead, and the main process gets
+    a plain tensor. Outside workers the tensor is returned as it is.
     """
     global _PIPED
-    if worker_info() is None or tensor.is_shared():
+    if worker_info() is None:
+        return tensor
+    pooled = shm_pool.ship(tensor)
+    if pooled is not None:
+        return pooled
+    if tensor.is_shared():
         return tensor
     if _PIPED is None:
         import torch
@@ -297,6 +309,9 @@ class ImageList(list):
     def __reduce__(self) -> tuple:  # noqa: D105
         if not self._intact():
             return ImageList, (list(self),)
+        pooled = shm_pool.ship(self._buffer)
+        if pooled is not None:
+            return _image_list, (pooled, list(self._layout))
         if self._buffer.is_shared():
             return _image_list, (self._buffer, list(self._layout))
         return _image_list_from_bytes, (*_tensor_bytes(self._buffer), list(self._layout))
