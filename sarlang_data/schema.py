@@ -166,21 +166,32 @@ class Sample:
     qa: tuple[QA, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the record as plain JSON-ready data (bbox as a list)."""
+        """Return the record as plain JSON-ready data (bbox as a list).
+
+        Each caption and QA pair starts with its :data:`TEXT_ID_FIELD` (:func:`text_id`),
+        so readers take it instead of hashing every text of every pass.
+        """
         d = asdict(self)
-        d["captions"] = [dict(c) for c in d["captions"]]
+        d["captions"] = [{TEXT_ID_FIELD: text_id(self.key, c), **c} for c in d["captions"]]
         d["qa"] = [
-            {**q, "bbox_xywh": list(q["bbox_xywh"]) if q["bbox_xywh"] is not None else None}
+            {TEXT_ID_FIELD: text_id(self.key, q), **q,
+             "bbox_xywh": list(q["bbox_xywh"]) if q["bbox_xywh"] is not None else None}
             for q in d["qa"]
         ]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Sample:
-        """Rebuild a record from :meth:`to_dict` output (or a decoded ``{key}.json``)."""
-        caps = tuple(Caption(**c) for c in d.get("captions", ()))
+        """Rebuild a record from :meth:`to_dict` output (or a decoded ``{key}.json``).
+
+        Stored text ids are derived data and are left out (records of roots built before
+        text ids were stored have none).
+        """
+        caps = tuple(Caption(**{k: v for k, v in c.items() if k != TEXT_ID_FIELD})
+                     for c in d.get("captions", ()))
         qas = tuple(
-            QA(**{**q, "bbox_xywh": tuple(q["bbox_xywh"]) if q.get("bbox_xywh") else None})
+            QA(**{**{k: v for k, v in q.items() if k != TEXT_ID_FIELD},
+                  "bbox_xywh": tuple(q["bbox_xywh"]) if q.get("bbox_xywh") else None})
             for q in d.get("qa", ())
         )
         fields = {k: d[k] for k in SAMPLE_FIELDS if k not in ("captions", "qa")}
@@ -195,6 +206,9 @@ META_FIELDS = tuple(f for f in SAMPLE_FIELDS if f not in ("captions", "qa"))
 
 #: hex digits of the content hash in a text id (40 bits: no clash among one image's texts)
 TEXT_ID_HEX = 10
+#: the key of a text's id in each caption and QA pair of a record (first in each; written by
+#: builds since 2026-12-07, computed by :func:`text_id` for records without it)
+TEXT_ID_FIELD = "id"
 
 
 def text_id(key: str, text: Mapping[str, Any]) -> str:
@@ -221,3 +235,24 @@ def text_id(key: str, text: Mapping[str, Any]) -> str:
         tag, parts = "c", (text["kind"], text["text"])
     digest = hashlib.sha1("\x1f".join(parts).encode("utf-8")).hexdigest()[:TEXT_ID_HEX]
     return f"{key}-{tag}{digest}"
+
+
+def text_ids(key: str, texts: list[Mapping[str, Any]]) -> list[str]:
+    """Return the ids of texts of one record: stored ones as they are, the others computed.
+
+    Records written since text ids were stored carry each id under :data:`TEXT_ID_FIELD`
+    (taking it costs ~0.05 us against ~1.5 us for hashing the text); records of older roots
+    have none, and :func:`text_id` computes them. Either way the ids are the same.
+
+    Args:
+        key: the sample key.
+        texts: entries of the record's ``captions`` and/or ``qa``.
+
+    Returns:
+        One id per text, in order.
+
+    """
+    ids = [t.get(TEXT_ID_FIELD) for t in texts]
+    if None in ids:
+        ids = [i if i is not None else text_id(key, t) for i, t in zip(ids, texts, strict=True)]
+    return ids

@@ -150,6 +150,10 @@ def test_round_trip_with_originals(fx, tmp_path):
         img = tar[row["image_offset"]:row["image_offset"] + row["image_size"]]
         assert hashlib.sha256(img).hexdigest() == row["image_sha256"] == rec["image_sha256"]
         assert tar[row["offset"]:row["offset"] + 100].rstrip(b"\0") == f"{row['key']}.json".encode()
+        # the record's texts carry their ids first; the index's are the same texts without them
+        for text in rec["captions"] + rec["qa"]:
+            assert list(text)[0] == schema.TEXT_ID_FIELD
+            assert text.pop(schema.TEXT_ID_FIELD) == schema.text_id(rec["key"], text)
         assert row["captions"] == rec["captions"] and row["qa"] == rec["qa"]
         assert row["n_concise"] + row["n_detailed"] == len(rec["captions"])
         assert sum(row[f"n_{t}"] for t in schema.TASKS) == len(rec["qa"])
@@ -565,6 +569,9 @@ def test_fast_record_equals_sample_to_dict(fx):
         want = replace(s, width=i + 1, height=2 * i + 1, image_sha256=f"{i:064x}").to_dict()
         got = build_mod._record(s, probe)
         assert json.dumps(got) == json.dumps(want)  # same values, same key order
+        # the stored text ids are derived: a record reads back into the same sample
+        assert schema.Sample.from_dict(json.loads(json.dumps(got))) == replace(
+            s, width=i + 1, height=2 * i + 1, image_sha256=f"{i:064x}")
 
 
 def test_reject_rate_checked_before_reading_images(fx, tmp_path, monkeypatch):

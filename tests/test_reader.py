@@ -12,6 +12,7 @@ import zstandard
 from sarlang_data import remote
 from sarlang_data.errors import ConfigError, RangeError, ShardError
 from sarlang_data.format.manifest import read_index, read_manifest
+from sarlang_data.schema import text_id
 from sarlang_data.stream import reader
 
 
@@ -67,7 +68,9 @@ def test_every_sample_of_a_built_root_matches_the_index(tiny_root):
             assert s["__offset__"] == r["offset"]
             assert s["image_ext"] == r["image_ext"]
             assert hashlib.sha256(s["image"]).hexdigest() == r["image_sha256"]
-            assert s["json"]["captions"] == r["captions"]
+            # the record's captions are the index's, each with its stored id first
+            assert s["json"]["captions"] == [
+                {"id": text_id(r["key"], c), **c} for c in r["captions"]]
             assert [q["question"] for q in s["json"]["qa"]] == [q["question"] for q in r["qa"]]
             assert s["__url__"] == str(tiny_root / shard["path"])
         total += len(samples)

@@ -67,7 +67,9 @@ def test_image_rows_carry_every_caption_and_qa(samples):
     for s in samples:
         (row,) = views.rows("images", s)
         rec = s["json"]
-        assert row["captions"] == rec["captions"]
+        # image rows keep the captions' columns (the records' stored ids are not a column)
+        assert row["captions"] == [{"kind": c["kind"], "text": c["text"],
+                                    "kind_from": c["kind_from"]} for c in rec["captions"]]
         assert [{**q, "bbox": q["bbox"]} for q in row["qa"]] == [
             {"task": q["task"], "question_type": q["question_type"], "question": q["question"],
              "answer": q["answer"], "bbox": q["bbox_xywh"], "task_from": q["task_from"],
@@ -208,3 +210,34 @@ def test_sample_filter():
     assert not keep({"city": "nice", "source": "spacenet6", "tier": "vhr", "split": "train"})
     assert not keep({"city": "paris", "source": "oem_sar", "tier": "vhr", "split": "train"})
     assert views.sample_filter(splits=["test"])({"split": "test"})
+
+
+def _without_ids(sample, keep_every=0):
+    """The sample as a root built before text ids were stored has it (every ``keep_every``-th
+    text keeps its id, for records that carry only some)."""
+    out = copy.deepcopy(sample)
+    n = 0
+    for t in out["json"]["captions"] + out["json"]["qa"]:
+        if not keep_every or n % keep_every:
+            del t["id"]
+        n += 1
+    return out
+
+
+@pytest.mark.parametrize("layout", [None, views.Layout("trl"), views.Layout("llamafactory"),
+                                    views.Layout("trl", "image", 3)])
+def test_stored_text_ids_give_the_rows_computed_ids_give(samples, layout):
+    # every text of a built record stores its id first, equal to text_id of its content
+    texts = [(s["json"]["key"], t) for s in samples
+             for t in s["json"]["captions"] + s["json"]["qa"]]
+    assert texts and all(list(t)[0] == "id" for _, t in texts)
+    assert all(t["id"] == text_id(key, t) for key, t in texts)
+    # records without ids (older roots), or with some, give the same rows, ids included
+    n = 0
+    for name in ("vqa", "captions", "captions_concise", "object_positioning", "chat"):
+        for s in samples:
+            want = views.rows(name, s, layout=layout)
+            assert views.rows(name, _without_ids(s), layout=layout) == want
+            assert views.rows(name, _without_ids(s, keep_every=2), layout=layout) == want
+            n += len(want)
+    assert n > 0

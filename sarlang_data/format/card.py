@@ -115,8 +115,9 @@ def record_features() -> dict[str, Any]:
         "height": "int32",
     }
     spec: dict[str, Any] = {f: types.get(f, "string") for f in schema.META_FIELDS}
-    spec["captions"] = [{f: "string" for f in schema.CAPTION_FIELDS}]
-    spec["qa"] = [{f: (["float64"] if f == "bbox_xywh" else "string") for f in schema.QA_FIELDS}]
+    spec["captions"] = [{f: "string" for f in (schema.TEXT_ID_FIELD, *schema.CAPTION_FIELDS)}]
+    spec["qa"] = [{f: (["float64"] if f == "bbox_xywh" else "string")
+                   for f in (schema.TEXT_ID_FIELD, *schema.QA_FIELDS)}]
     return spec
 
 

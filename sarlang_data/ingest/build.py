@@ -424,8 +424,9 @@ def _record(s: schema.Sample, p: _Probe) -> dict[str, Any]:
     """
     d: dict[str, Any] = {f: getattr(s, f) for f in schema.META_FIELDS}
     d["width"], d["height"], d["image_sha256"] = p.width, p.height, p.sha256
-    d["captions"] = [vars(c).copy() for c in s.captions]
-    qa = d["qa"] = [vars(q).copy() for q in s.qa]
+    key, field, text_id = s.key, schema.TEXT_ID_FIELD, schema.text_id
+    d["captions"] = [{field: text_id(key, c), **c} for c in map(vars, s.captions)]
+    qa = d["qa"] = [{field: text_id(key, q), **q} for q in map(vars, s.qa)]
     for q in qa:
         if q["bbox_xywh"] is not None:
             q["bbox_xywh"] = list(q["bbox_xywh"])

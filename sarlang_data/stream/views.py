@@ -5,10 +5,10 @@ A *sample* is what :func:`sarlang_data.stream.reader.iter_samples` yields (the d
 ``"image_ext"``). A *row* is one example of a config, with the columns of DESIGN section 4:
 ``image, key, city, tier, gsd_m, source, split, lat, lon, width, height`` plus the config's own
 columns; every row of a text config (a caption or a QA pair) starts with its stable ``id``
-(:func:`sarlang_data.schema.text_id`). Which texts of a sample become rows is decided by
-:class:`sarlang_data.configs.Config` (``select_texts`` and ``rows_in``); this module only shapes
-them, so the ``datasets`` builder, the webdataset pipeline and the torch adapters all produce the
-same rows.
+(:func:`sarlang_data.schema.text_id`; records built since 2026-12-07 store it). Which texts
+of a sample become rows is decided by :class:`sarlang_data.configs.Config` (``select_texts`` and
+``rows_in``); this module only shapes them, so the ``datasets`` builder, the webdataset pipeline
+and the torch adapters all produce the same rows.
 
 Text configs can also give *chat rows* (:class:`Layout`): one conversation per text with the
 paper's prompts (:data:`CAPTION_PROMPT`, :data:`VQA_PROMPT`), in TRL's layout (``messages`` whose
@@ -30,7 +30,7 @@ from typing import Any
 
 from ..configs import Config, get_config
 from ..errors import ConfigError, unknown_name
-from ..schema import text_id
+from ..schema import text_ids
 
 #: columns every row starts with (after ``id`` on text rows), in this order
 COMMON_COLUMNS = ("image", "key", "city", "tier", "gsd_m", "source", "split", "lat", "lon",
@@ -243,18 +243,19 @@ def _caption_rows(cfg: Config, sample: Mapping[str, Any]) -> list[dict[str, Any]
     template = _template(sample)
     template["caption"] = None
     out = []
+    ids = text_ids(key, texts)
     if cfg.kind is None:
         template["kind"] = None
-        for c in texts:
+        for i, c in zip(ids, texts, strict=True):
             row = template.copy()
-            row["id"] = text_id(key, c)
+            row["id"] = i
             row["caption"] = c["text"]
             row["kind"] = c["kind"]
             out.append(row)
         return out
-    for c in texts:
+    for i, c in zip(ids, texts, strict=True):
         row = template.copy()
-        row["id"] = text_id(key, c)
+        row["id"] = i
         row["caption"] = c["text"]
         out.append(row)
     return out
@@ -269,12 +270,13 @@ def _qa_rows(cfg: Config, sample: Mapping[str, Any]) -> list[dict[str, Any]]:
     template = _template(sample)
     template["question"] = template["answer"] = None
     out = []
+    ids = text_ids(key, texts)
     if cfg.task is None:
         template["task"] = None
         template["question_type"] = template["bbox"] = None
-        for q in texts:
+        for i, q in zip(ids, texts, strict=True):
             row = template.copy()
-            row["id"] = text_id(key, q)
+            row["id"] = i
             row["question"] = q["question"]
             row["answer"] = q["answer"]
             row["task"] = q["task"]
@@ -283,9 +285,9 @@ def _qa_rows(cfg: Config, sample: Mapping[str, Any]) -> list[dict[str, Any]]:
             out.append(row)
         return out
     template["question_type"] = template["bbox"] = None
-    for q in texts:
+    for i, q in zip(ids, texts, strict=True):
         row = template.copy()
-        row["id"] = text_id(key, q)
+        row["id"] = i
         row["question"] = q["question"]
         row["answer"] = q["answer"]
         row["question_type"] = q["question_type"]
@@ -372,16 +374,17 @@ def _chat_rows(cfg: Config, sample: Mapping[str, Any], layout: Layout
     common = _common(sample)
     images = [common.pop("image")]
     fmt = layout.chat_format
+    ids = text_ids(key, texts)
     if layout.group == "image":
         step = layout.max_turns or len(texts)
-        return [{"ids": [text_id(key, t) for t in part],
-                 "messages": chat_messages(conversation(part), fmt),
+        return [{"ids": ids[i:i + step],
+                 "messages": chat_messages(conversation(texts[i:i + step]), fmt),
                  "images": images, **common}
-                for part in (texts[i:i + step] for i in range(0, len(texts), step))]
+                for i in range(0, len(texts), step)]
     out = []
-    for t in texts:
+    for i, t in zip(ids, texts, strict=True):
         is_qa = "question" in t
-        out.append({"id": text_id(key, t),
+        out.append({"id": i,
                     "messages": chat_messages([(prompt(t), target(t))], fmt),
                     "images": images, **common,
                     "kind": None if is_qa else t["kind"],

@@ -502,6 +502,18 @@ def _scene(spec: _Spec, seed: int, cache: dict[int, _Scene] | None = None) -> _S
 LOOKS = 4
 
 
+def _cpu_free(fn: Any, x: Any) -> np.ndarray:
+    """``fn(x)`` for numpy's exp, log10, sin, cos or power, the same bits on every CPU.
+
+    numpy runs these ufuncs in SIMD code it picks by CPU (AVX2, AVX-512, ...), and the
+    results differ in their last bits: the bundled preview rebuilt on another machine then
+    had a pixel of another value. Computed in float64 and rounded to float32, the results
+    differ only where a value falls within a few float64 units of a float32 rounding midpoint
+    (odds ~2^-27 per value), so a seeded release gives the same bytes everywhere.
+    """
+    return fn(np.asarray(x, np.float64)).astype(np.float32)
+
+
 def _upsample(g: np.ndarray, H: int, W: int) -> np.ndarray:
     """Bilinear upsampling of a small grid to H x W (a smooth texture field)."""
     gh, gw = g.shape
@@ -519,7 +531,7 @@ def _reflectivity(scene: _Scene, rng: np.random.Generator) -> np.ndarray:
     W, H = scene.width, scene.height
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
     u, v = (xx + 0.5) / W, (yy + 0.5) / H
-    tex = np.exp(0.35 * _upsample(rng.normal(size=(H // 12 + 2, W // 12 + 2)), H, W))
+    tex = _cpu_free(np.exp, 0.35 * _upsample(rng.normal(size=(H // 12 + 2, W // 12 + 2)), H, W))
     sigma = (0.07 * tex).astype(np.float32)
     if scene.fields:
         # agricultural parcels: a patchwork of levels with row texture
@@ -531,23 +543,23 @@ def _reflectivity(scene: _Scene, rng: np.random.Generator) -> np.ndarray:
         angle = rng.uniform(0, np.pi, (ny, nx))
         period = rng.uniform(2.5, 6.0, (ny, nx))
         ph = angle[iy, ix]
-        stripes = 1 + 0.35 * np.sin(2 * np.pi * (xx * np.cos(ph) + yy * np.sin(ph))
-                                    / period[iy, ix])
-        sigma = levels[iy, ix] * stripes * tex ** 0.5
+        stripes = 1 + 0.35 * _cpu_free(np.sin, 2 * np.pi * (xx * _cpu_free(np.cos, ph) + yy *
+                                                            _cpu_free(np.sin, ph)) / period[iy, ix])
+        sigma = levels[iy, ix] * stripes * np.sqrt(tex)
     elif scene.kind in ("urban", "industrial", "construction", "parking"):
         sigma = sigma * 1.4
     if scene.water is not None:
         side, f = scene.water
-        wave = 0.02 * np.sin(2 * np.pi * 2 * (v if side in ("left", "right") else u)
-                             + rng.uniform(0, 6.28))
+        wave = 0.02 * _cpu_free(np.sin, 2 * np.pi * 2 * (v if side in ("left", "right") else u)
+                                + rng.uniform(0, 6.28))
         mask = {"all": np.ones_like(u, bool), "left": u < f + wave, "right": u > 1 - f + wave,
                 "top": v < f + wave, "bottom": v > 1 - f + wave}[side]
-        sigma = np.where(mask, 0.004 * tex ** 0.3, sigma)
+        sigma = np.where(mask, 0.004 * _cpu_free(lambda t: t ** 0.3, tex), sigma)
     for ln in scene.lines:
         if ln.orient == "horizontal":
-            d = np.abs(v - ln.offset - ln.curve * np.sin(2 * np.pi * u + ln.phase)) * H
+            d = np.abs(v - ln.offset - ln.curve * _cpu_free(np.sin, 2 * np.pi * u + ln.phase)) * H
         elif ln.orient == "vertical":
-            d = np.abs(u - ln.offset - ln.curve * np.sin(2 * np.pi * v + ln.phase)) * W
+            d = np.abs(u - ln.offset - ln.curve * _cpu_free(np.sin, 2 * np.pi * v + ln.phase)) * W
         elif ln.orient == "diag_down":
             d = np.abs((v - u) - (ln.offset - 0.5)) * min(W, H) / np.sqrt(2)
         else:
@@ -605,7 +617,7 @@ def _draw(sigma: np.ndarray, o: _Obj, style: str, rng: np.random.Generator) -> N
         sub[ell < 1.0] = 0.004
         sub[np.abs(ell - 1.0) < 0.25] = 0.8
     elif style == "veg":
-        sub[ell < 1.0] = (0.22 * np.exp(0.5 * rng.normal(size=(h, w))))[ell < 1.0]
+        sub[ell < 1.0] = (0.22 * _cpu_free(np.exp, 0.5 * rng.normal(size=(h, w))))[ell < 1.0]
     elif style == "lot":
         sub[:] = 0.02
         sub[1::3, 1::3] = 4.0
@@ -651,7 +663,7 @@ def _render(spec: _Spec, seed: int) -> tuple[np.ndarray, np.ndarray]:
     sigma = _reflectivity(scene, rng)
     speckle = rng.gamma(LOOKS, 1.0 / LOOKS, size=sigma.shape).astype(np.float32)
     intensity = sigma * speckle
-    db = 10.0 * np.log10(np.maximum(intensity, 1e-6))
+    db = 10.0 * _cpu_free(np.log10, np.maximum(intensity, 1e-6))
     lo, hi = np.percentile(db, (1.0, 99.7))
     gray = np.clip((db - lo) * (255.0 / max(hi - lo, 1e-3)), 0, 255)
     return np.round(gray).astype(np.uint8), intensity.astype(np.float32)
