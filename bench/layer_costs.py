@@ -28,7 +28,6 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import bench_read  # noqa: E402
 
-from sarlang_data.adapters import hf  # noqa: E402
 from sarlang_data.configs import get_config  # noqa: E402
 from sarlang_data.format.manifest import read_manifest  # noqa: E402
 from sarlang_data.stream import reader, views  # noqa: E402
@@ -51,22 +50,14 @@ def methods(root: Path, split: str):
                     views.rows(cfg, s)
         return run
 
-    def loaded(config):
-        ds = hf.load_dataset(str(root), config, streaming=True, decode=False, split=split)
-
-        def run():
-            for _ in ds:
-                pass
-        return run
-
     return sum(s["samples"] for s in shards), {
         "floor": lambda: bench_read.minimal_tar(paths),
         "floor + group + orjson": lambda: bench_read.minimal_samples_orjson(paths),
         "reader": lambda: bench_read.our_reader(paths),
         "rows images": rows("images"),
         "rows vqa": rows("vqa"),
-        "load_dataset images": loaded("images"),
-        "load_dataset vqa": loaded("vqa"),
+        "load_dataset images": bench_read.ours(root, "images", False, split, None, None),
+        "load_dataset vqa": bench_read.ours(root, "vqa", False, split, None, None),
     }
 
 

@@ -532,7 +532,7 @@ def _reflectivity(scene: _Scene, rng: np.random.Generator) -> np.ndarray:
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
     u, v = (xx + 0.5) / W, (yy + 0.5) / H
     tex = _cpu_free(np.exp, 0.35 * _upsample(rng.normal(size=(H // 12 + 2, W // 12 + 2)), H, W))
-    sigma = (0.07 * tex).astype(np.float32)
+    sigma = 0.07 * tex  # float32, as tex is
     if scene.fields:
         # agricultural parcels: a patchwork of levels with row texture
         nx, ny = rng.integers(2, 5), rng.integers(2, 5)
@@ -542,9 +542,10 @@ def _reflectivity(scene: _Scene, rng: np.random.Generator) -> np.ndarray:
         levels = rng.uniform(0.02, 0.25, (ny, nx))
         angle = rng.uniform(0, np.pi, (ny, nx))
         period = rng.uniform(2.5, 6.0, (ny, nx))
-        ph = angle[iy, ix]
-        stripes = 1 + 0.35 * _cpu_free(np.sin, 2 * np.pi * (xx * _cpu_free(np.cos, ph) + yy *
-                                                            _cpu_free(np.sin, ph)) / period[iy, ix])
+        # each parcel's direction, taken once per parcel and spread over its pixels
+        cos_a, sin_a = _cpu_free(np.cos, angle)[iy, ix], _cpu_free(np.sin, angle)[iy, ix]
+        stripes = 1 + 0.35 * _cpu_free(np.sin, 2 * np.pi * (xx * cos_a + yy * sin_a)
+                                       / period[iy, ix])
         sigma = levels[iy, ix] * stripes * np.sqrt(tex)
     elif scene.kind in ("urban", "industrial", "construction", "parking"):
         sigma = sigma * 1.4
